@@ -1,0 +1,1 @@
+//! Journal conformance suite (written by the store work).

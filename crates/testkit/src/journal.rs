@@ -1,0 +1,1 @@
+//! In-memory journal (written by the store work).

@@ -1,0 +1,132 @@
+//! Declarative tool implementations, as an agent file describes them. The
+//! config crate produces these; the tools crate turns them into running
+//! [`crate::Tool`]s. They are part of the agent's version (through
+//! [`crate::AgentSpec::extra`]), so changing a URL or a query changes it too.
+//!
+//! Secrets never appear here: header values keep their `${ENV_VAR}`
+//! references, which are expanded only when a request is sent.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// How a declared tool is implemented.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ToolImpl {
+    Http(HttpToolDecl),
+    Sql(SqlToolDecl),
+    /// `handoff_to_human(reason)`: ends the run as escalated. Handled by the
+    /// core; it never executes anything.
+    Handoff,
+}
+
+/// An HTTP endpoint the model may call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HttpToolDecl {
+    /// `GET`, `POST`, `PUT`, `PATCH` or `DELETE`.
+    pub method: String,
+    /// URL template; `{param}` is replaced by the percent-encoded argument.
+    pub url: String,
+    /// Header templates; `${VAR}` is read from the environment at call time,
+    /// `{param}` from the arguments.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Query-string templates, as for headers.
+    #[serde(default)]
+    pub query: BTreeMap<String, String>,
+    #[serde(default)]
+    pub body: BodyMapping,
+    pub timeout_ms: u64,
+    #[serde(default)]
+    pub retry: RetryPolicy,
+    /// Fields kept from a JSON response: output key → JSON Pointer
+    /// (`/data/id`). Empty keeps the whole body.
+    #[serde(default)]
+    pub extract: BTreeMap<String, String>,
+    /// Results longer than this (in bytes of JSON) are cut, and marked so.
+    pub max_result_bytes: usize,
+}
+
+/// What an HTTP tool sends as its body.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "mode", content = "template", rename_all = "snake_case")]
+pub enum BodyMapping {
+    /// No body (the default for `GET` and `DELETE`).
+    #[default]
+    None,
+    /// The arguments object, as JSON.
+    Arguments,
+    /// A JSON template: a string that is exactly `"{param}"` becomes the
+    /// argument's JSON value; `{param}` inside a longer string is replaced by
+    /// its text.
+    Template(Value),
+}
+
+/// Exponential backoff with full jitter on time-outs, 429 and 5xx, honouring
+/// `Retry-After`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RetryPolicy {
+    /// Attempts including the first; 1 disables retrying.
+    pub max_attempts: u32,
+    pub initial_backoff_ms: u64,
+    pub max_backoff_ms: u64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self { max_attempts: 3, initial_backoff_ms: 250, max_backoff_ms: 10_000 }
+    }
+}
+
+/// Whether a SQL tool may change data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SqlMode {
+    /// Runs on a read-only connection; a write fails.
+    Read,
+    /// Runs in a transaction, committed only if the statement succeeds.
+    Write,
+}
+
+/// A named, parameterised query. The model supplies parameter values only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SqlToolDecl {
+    /// The database's name in the agent file, for messages.
+    pub database: String,
+    /// `sqlite://PATH` (relative paths already resolved against the agent
+    /// file's directory).
+    pub database_url: String,
+    /// SQL with `:name` placeholders, bound from the arguments of the same
+    /// name.
+    pub query: String,
+    pub mode: SqlMode,
+    /// Rows returned at most; more are cut and the result marked truncated.
+    pub max_rows: u32,
+    pub max_result_bytes: usize,
+}
+
+/// How to reach a model's provider. The key itself is never stored: only the
+/// name of the environment variable that holds it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProviderDecl {
+    /// Base URL of the API (`https://api.openai.com/v1`); the provider's
+    /// default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// Environment variable holding the API key; the provider's default
+    /// (`OPENAI_API_KEY`, ...) when absent. Local servers need none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_env: Option<String>,
+    /// Per-call time-out in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// Retries after the first attempt on 429, 5xx, time-outs and broken
+    /// connections.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_retries: Option<u32>,
+    /// Extra headers, with `${VAR}` expanded from the environment at start.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+}

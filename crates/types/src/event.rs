@@ -1,0 +1,222 @@
+//! The journal: a run is an append-only sequence of these events, and its
+//! state is a fold over them. The format is versioned; a change to it comes
+//! with a new [`JOURNAL_FORMAT_VERSION`] and a reader for the old one.
+
+use crate::agent::Limits;
+use crate::ids::{AgentVersion, RunId};
+use crate::message::ToolCall;
+use crate::model::{FinishReason, ModelErrorKind};
+use crate::outcome::{PartialResult, RunStatus};
+use crate::tool::{RiskTier, ToolOutcome};
+use crate::usage::Usage;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Version of the event encoding written by this build.
+pub const JOURNAL_FORMAT_VERSION: u16 = 1;
+
+/// One journal entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub run_id: RunId,
+    /// Position in the run's journal, from 0 with no gaps.
+    pub seq: u64,
+    /// Unix time in milliseconds, from the run's clock.
+    pub at_ms: u64,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// Which limit stopped a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitKind {
+    MaxSteps,
+    Timeout,
+    TokenBudget,
+    CostBudget,
+    /// The same call with the same arguments, a third time.
+    RepeatedAction,
+    /// Steps whose results added nothing new.
+    NoProgress,
+    /// A tool's `max_calls`.
+    ToolCalls,
+}
+
+impl LimitKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LimitKind::MaxSteps => "max_steps",
+            LimitKind::Timeout => "timeout",
+            LimitKind::TokenBudget => "token_budget",
+            LimitKind::CostBudget => "cost_budget",
+            LimitKind::RepeatedAction => "repeated_action",
+            LimitKind::NoProgress => "no_progress",
+            LimitKind::ToolCalls => "tool_calls",
+        }
+    }
+}
+
+/// Why a tool call was refused before it ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectReason {
+    /// No tool of that name (a hallucinated tool).
+    UnknownTool,
+    /// The arguments are not JSON.
+    MalformedArguments,
+    /// The arguments do not satisfy the tool's schema.
+    InvalidArguments,
+    /// The same call was already made; its earlier result is returned instead.
+    RepeatedCall,
+    /// The tool's `max_calls` for the run is used up.
+    CallLimit,
+    /// A human rejected the call.
+    ApprovalRejected,
+}
+
+/// What happened. Events are written before the runtime acts on them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventKind {
+    RunStarted {
+        agent: String,
+        agent_version: AgentVersion,
+        model: String,
+        input: String,
+        limits: Limits,
+        format: u16,
+    },
+    /// A model call is about to be made.
+    ModelRequested {
+        step: u32,
+        model: String,
+        messages: u32,
+        /// The worst case the budget check assumed: estimated prompt tokens
+        /// plus the output cap.
+        estimated_tokens: u64,
+    },
+    ModelResponded {
+        step: u32,
+        text: Option<String>,
+        tool_calls: Vec<ToolCall>,
+        usage: Usage,
+        cost_usd: f64,
+        latency_ms: u64,
+        finish_reason: FinishReason,
+        served_by: String,
+    },
+    ModelFailed {
+        step: u32,
+        kind: ModelErrorKind,
+        message: String,
+        latency_ms: u64,
+    },
+    /// A call passed validation and will run.
+    ToolCallRequested {
+        step: u32,
+        call_id: String,
+        tool: String,
+        arguments: Value,
+        risk: RiskTier,
+        idempotency_key: String,
+    },
+    /// A call was refused before running; `message` is what the model is told.
+    ToolCallRejected {
+        step: u32,
+        call_id: String,
+        tool: String,
+        reason: RejectReason,
+        message: String,
+    },
+    /// A human (or the absence of one) decided on a call that needs approval.
+    ApprovalDecided {
+        step: u32,
+        call_id: String,
+        tool: String,
+        approved: bool,
+        by: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+        /// Arguments as edited by the approver, when they changed them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        edited_arguments: Option<Value>,
+    },
+    ToolCallExecuted {
+        step: u32,
+        call_id: String,
+        tool: String,
+        outcome: ToolOutcome,
+        latency_ms: u64,
+    },
+    /// The control layer warned the model (a repeated call, say).
+    ControlNotice {
+        step: u32,
+        message: String,
+    },
+    LimitHit {
+        step: u32,
+        limit: LimitKind,
+        detail: String,
+    },
+    RunFinished {
+        status: RunStatus,
+        output: Option<String>,
+        reason: String,
+        explanation: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<LimitKind>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        partial_results: Vec<PartialResult>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        unbacked_claims: Vec<String>,
+        steps: u32,
+        usage: Usage,
+        cost_usd: f64,
+        duration_ms: u64,
+    },
+}
+
+impl EventKind {
+    /// The snake_case tag, as stored in the journal's `type` column.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            EventKind::RunStarted { .. } => "run_started",
+            EventKind::ModelRequested { .. } => "model_requested",
+            EventKind::ModelResponded { .. } => "model_responded",
+            EventKind::ModelFailed { .. } => "model_failed",
+            EventKind::ToolCallRequested { .. } => "tool_call_requested",
+            EventKind::ToolCallRejected { .. } => "tool_call_rejected",
+            EventKind::ApprovalDecided { .. } => "approval_decided",
+            EventKind::ToolCallExecuted { .. } => "tool_call_executed",
+            EventKind::ControlNotice { .. } => "control_notice",
+            EventKind::LimitHit { .. } => "limit_hit",
+            EventKind::RunFinished { .. } => "run_finished",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_round_trip_through_json() {
+        let event = Event {
+            run_id: RunId::new(),
+            seq: 3,
+            at_ms: 1_700_000_000_000,
+            kind: EventKind::ToolCallRejected {
+                step: 2,
+                call_id: "c1".into(),
+                tool: "nope".into(),
+                reason: RejectReason::UnknownTool,
+                message: "no such tool".into(),
+            },
+        };
+        let json = serde_json::to_string(&event).unwrap();
+        assert!(json.contains("\"type\":\"tool_call_rejected\""), "{json}");
+        let back: Event = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, event);
+    }
+}

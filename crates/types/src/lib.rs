@@ -1,0 +1,33 @@
+//! rein's domain vocabulary, shared by every other crate.
+//!
+//! This crate owns the provider-neutral message model, tool specifications,
+//! usage and cost figures, the versioned journal event enum, run outcomes, the
+//! resolved agent spec (whose content hash is the agent's version), and the
+//! small seam traits that edge crates implement: [`Model`], [`Tool`],
+//! [`Journal`] and [`Clock`].
+//!
+//! It deliberately holds no behaviour beyond construction, validation of
+//! newtypes and (de)serialisation: the loop lives in `rein-core`, I/O lives in
+//! the edge crates.
+
+pub mod agent;
+pub mod decl;
+pub mod event;
+pub mod ids;
+pub mod message;
+pub mod model;
+pub mod outcome;
+pub mod ports;
+pub mod tool;
+pub mod usage;
+
+pub use agent::{AgentSpec, Limits, ModelRef, ModelSettings, StopConditions};
+pub use decl::{BodyMapping, HttpToolDecl, ProviderDecl, RetryPolicy, SqlMode, SqlToolDecl, ToolImpl};
+pub use event::{Event, EventKind, JOURNAL_FORMAT_VERSION, LimitKind, RejectReason};
+pub use ids::{AgentVersion, IdempotencyKey, RunId, ToolCallId, ToolName, ToolNameError};
+pub use message::{Message, ToolCall};
+pub use model::{FinishReason, ModelError, ModelErrorKind, ModelRequest, ModelResponse};
+pub use outcome::{PartialResult, RunOutcome, RunStatus};
+pub use ports::{Clock, Journal, JournalError, Model, RunFilter, RunSummary, SystemClock, Tool, ToolContext};
+pub use tool::{Approval, RiskTier, ToolOutcome, ToolSpec};
+pub use usage::{ModelPrice, Usage};

@@ -1,0 +1,120 @@
+//! The seams between the pure core and the world. Edge crates implement these
+//! (providers implement [`Model`], tool crates [`Tool`], stores [`Journal`]);
+//! none of them depends on the runtime.
+
+use crate::event::Event;
+use crate::ids::{IdempotencyKey, RunId};
+use crate::model::{ModelError, ModelRequest, ModelResponse};
+use crate::outcome::RunStatus;
+use crate::tool::{ToolOutcome, ToolSpec};
+use crate::usage::Usage;
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A language model behind some provider.
+#[async_trait]
+pub trait Model: Send + Sync {
+    /// `provider:model`, for logs and the journal.
+    fn id(&self) -> String;
+
+    async fn complete(&self, request: ModelRequest<'_>) -> Result<ModelResponse, ModelError>;
+}
+
+/// What a tool knows about the call it is serving.
+#[derive(Debug, Clone)]
+pub struct ToolContext {
+    pub run_id: RunId,
+    pub step: u32,
+    pub call_id: String,
+    /// Stable across retries of this call; send it to services that
+    /// de-duplicate (`Idempotency-Key`).
+    pub idempotency_key: IdempotencyKey,
+}
+
+/// Something the model can call. A tool never panics the run and never
+/// returns a Rust error: failures are [`ToolOutcome::Error`] values the model
+/// reads.
+#[async_trait]
+pub trait Tool: Send + Sync {
+    fn spec(&self) -> &ToolSpec;
+
+    /// Runs the call. `arguments` already validated against the spec's schema.
+    async fn call(&self, arguments: Value, context: &ToolContext) -> ToolOutcome;
+}
+
+/// A failure of the journal itself. The runtime stops a run it cannot journal:
+/// acting without a record would break the journal's guarantee.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("journal storage failed: {0}")]
+    Storage(String),
+    #[error("journal entry for run {run} is unreadable at seq {seq}: {message}")]
+    Corrupt { run: RunId, seq: u64, message: String },
+    #[error("no run matches `{0}`")]
+    NotFound(String),
+    #[error("`{0}` matches more than one run; give more of the id")]
+    Ambiguous(String),
+}
+
+/// One row of a run listing: what a fold over the run's events would give,
+/// kept by the store so listing does not replay every journal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    pub run_id: RunId,
+    pub agent: String,
+    pub agent_version: String,
+    pub status: RunStatus,
+    pub started_at_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at_ms: Option<u64>,
+    pub steps: u32,
+    pub usage: Usage,
+    pub cost_usd: f64,
+    /// The first line of the input, for listings.
+    pub input_preview: String,
+}
+
+/// Which runs to list, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub agent: Option<String>,
+    pub status: Option<RunStatus>,
+    pub limit: Option<u32>,
+}
+
+/// Durable, append-only storage of run events.
+#[async_trait]
+pub trait Journal: Send + Sync {
+    /// Appends events atomically and durably; returns only once they are
+    /// committed, so the caller may act on them.
+    async fn append(&self, events: &[Event]) -> Result<(), JournalError>;
+
+    /// Every event of a run, in order.
+    async fn events(&self, run: RunId) -> Result<Vec<Event>, JournalError>;
+
+    /// Runs, newest first.
+    async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>, JournalError>;
+
+    /// Resolves a full id or a unique prefix of one.
+    async fn resolve(&self, id_or_prefix: &str) -> Result<RunId, JournalError>;
+}
+
+/// Where time comes from, so tests can control it.
+pub trait Clock: Send + Sync {
+    /// Unix time in milliseconds.
+    fn now_ms(&self) -> u64;
+}
+
+/// The machine's clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    }
+}
