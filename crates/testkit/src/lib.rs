@@ -1,5 +1,19 @@
 //! Test doubles for rein. Everything here is deterministic and in-process,
 //! so loops are tested in milliseconds without a network or a real model.
+//!
+//! - [`scripted`]: a model that replays scripted turns, or answers with a
+//!   function of the transcript.
+//! - [`clock`]: a clock moved by hand.
+//! - [`journal`]: an in-memory journal; [`conformance`]: the suite every
+//!   journal backend must pass.
+//! - [`openai_server`]: a local HTTP server speaking the OpenAI Chat
+//!   Completions wire format, for end-to-end tests.
 
+pub mod clock;
 pub mod conformance;
 pub mod journal;
+pub mod openai_server;
+pub mod scripted;
+
+pub use clock::FakeClock;
+pub use scripted::{FnModel, ScriptedModel, Turn};

@@ -69,6 +69,22 @@ pub enum ModelErrorKind {
     InvalidResponse,
 }
 
+impl ModelErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelErrorKind::Auth => "auth",
+            ModelErrorKind::UnknownModel => "unknown_model",
+            ModelErrorKind::ContextTooLong => "context_too_long",
+            ModelErrorKind::RateLimited => "rate_limited",
+            ModelErrorKind::ServerError => "server_error",
+            ModelErrorKind::Timeout => "timeout",
+            ModelErrorKind::Transport => "transport",
+            ModelErrorKind::BadRequest => "bad_request",
+            ModelErrorKind::InvalidResponse => "invalid_response",
+        }
+    }
+}
+
 /// A failed model call, with a sentence a person can act on.
 #[derive(Debug, Clone, PartialEq, thiserror::Error, Serialize, Deserialize)]
 #[error("{message}")]

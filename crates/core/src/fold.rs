@@ -1,0 +1,228 @@
+//! A run's history as a fold over its journal: the step tree `rein runs show`
+//! prints, with latency, tokens and cost per step and in total.
+
+use rein_types::{Event, EventKind, RejectReason, RunOutcome, RunStatus, ToolOutcome, Usage};
+use serde::Serialize;
+use serde_json::Value;
+
+/// One tool call within a step.
+#[derive(Debug, Clone, Serialize)]
+pub struct CallRecord {
+    pub call_id: String,
+    pub tool: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arguments: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<ToolOutcome>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rejected: Option<RejectReason>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approved_by: Option<String>,
+    pub latency_ms: u64,
+}
+
+/// One model call and what followed from it.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepRecord {
+    pub step: u32,
+    pub model: String,
+    pub latency_ms: u64,
+    pub usage: Usage,
+    pub cost_usd: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub calls: Vec<CallRecord>,
+    pub notices: Vec<String>,
+}
+
+/// Everything about a run that its events say.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRecord {
+    pub agent: String,
+    pub agent_version: String,
+    pub model: String,
+    pub input: String,
+    pub status: RunStatus,
+    pub started_at_ms: u64,
+    pub steps: Vec<StepRecord>,
+    pub usage: Usage,
+    pub cost_usd: f64,
+    pub model_latency_ms: u64,
+    pub tool_latency_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished: Option<FinishedRecord>,
+}
+
+/// How the run ended, as journaled.
+#[derive(Debug, Clone, Serialize)]
+pub struct FinishedRecord {
+    pub status: RunStatus,
+    pub reason: String,
+    pub explanation: String,
+    pub output: Option<String>,
+    pub unbacked_claims: Vec<String>,
+    pub duration_ms: u64,
+}
+
+impl RunRecord {
+    /// Folds a run's events, in journal order.
+    pub fn from_events(events: &[Event]) -> Option<Self> {
+        let mut record: Option<RunRecord> = None;
+        for event in events {
+            match &event.kind {
+                EventKind::RunStarted { agent, agent_version, model, input, .. } => {
+                    record = Some(RunRecord {
+                        agent: agent.clone(),
+                        agent_version: agent_version.0.clone(),
+                        model: model.clone(),
+                        input: input.clone(),
+                        status: RunStatus::Running,
+                        started_at_ms: event.at_ms,
+                        steps: Vec::new(),
+                        usage: Usage::default(),
+                        cost_usd: 0.0,
+                        model_latency_ms: 0,
+                        tool_latency_ms: 0,
+                        finished: None,
+                    });
+                }
+                kind => {
+                    if let Some(record) = record.as_mut() {
+                        record.apply(kind);
+                    }
+                }
+            }
+        }
+        record
+    }
+
+    fn step_mut(&mut self, step: u32) -> &mut StepRecord {
+        if self.steps.last().is_none_or(|s| s.step != step) {
+            self.steps.push(StepRecord {
+                step,
+                model: String::new(),
+                latency_ms: 0,
+                usage: Usage::default(),
+                cost_usd: 0.0,
+                text: None,
+                error: None,
+                calls: Vec::new(),
+                notices: Vec::new(),
+            });
+        }
+        let last = self.steps.len() - 1;
+        &mut self.steps[last]
+    }
+
+    fn call_mut(&mut self, step: u32, call_id: &str, tool: &str) -> &mut CallRecord {
+        let step = self.step_mut(step);
+        if let Some(index) = step.calls.iter().position(|c| c.call_id == call_id) {
+            return &mut step.calls[index];
+        }
+        step.calls.push(CallRecord {
+            call_id: call_id.to_owned(),
+            tool: tool.to_owned(),
+            arguments: None,
+            outcome: None,
+            rejected: None,
+            message: None,
+            approved_by: None,
+            latency_ms: 0,
+        });
+        let last = step.calls.len() - 1;
+        &mut step.calls[last]
+    }
+
+    fn apply(&mut self, kind: &EventKind) {
+        match kind {
+            EventKind::RunStarted { .. } => {}
+            EventKind::ModelRequested { step, model, .. } => {
+                self.step_mut(*step).model = model.clone();
+            }
+            EventKind::ModelResponded { step, text, usage, cost_usd, latency_ms, served_by, .. } => {
+                let record = self.step_mut(*step);
+                record.usage = *usage;
+                record.cost_usd = *cost_usd;
+                record.latency_ms = *latency_ms;
+                record.text = text.clone();
+                if !served_by.is_empty() {
+                    record.model = served_by.clone();
+                }
+                self.usage += *usage;
+                self.cost_usd += cost_usd;
+                self.model_latency_ms += latency_ms;
+            }
+            EventKind::ModelFailed { step, message, latency_ms, .. } => {
+                let record = self.step_mut(*step);
+                record.error = Some(message.clone());
+                record.latency_ms = *latency_ms;
+                self.model_latency_ms += latency_ms;
+            }
+            EventKind::ToolCallRequested { step, call_id, tool, arguments, .. } => {
+                self.call_mut(*step, call_id, tool).arguments = Some(arguments.clone());
+            }
+            EventKind::ToolCallRejected { step, call_id, tool, reason, message } => {
+                let call = self.call_mut(*step, call_id, tool);
+                call.rejected = Some(*reason);
+                call.message = Some(message.clone());
+            }
+            EventKind::ApprovalDecided { step, call_id, tool, approved, by, .. } => {
+                if *approved {
+                    self.call_mut(*step, call_id, tool).approved_by = Some(by.clone());
+                }
+            }
+            EventKind::ToolCallExecuted { step, call_id, tool, outcome, latency_ms } => {
+                let call = self.call_mut(*step, call_id, tool);
+                call.outcome = Some(outcome.clone());
+                call.latency_ms = *latency_ms;
+                self.tool_latency_ms += latency_ms;
+            }
+            EventKind::ControlNotice { step, message } => self.step_mut(*step).notices.push(message.clone()),
+            EventKind::LimitHit { step, detail, .. } => self.step_mut(*step).notices.push(format!("limit: {detail}")),
+            EventKind::RunFinished { status, output, reason, explanation, unbacked_claims, duration_ms, .. } => {
+                self.status = *status;
+                self.finished = Some(FinishedRecord {
+                    status: *status,
+                    reason: reason.clone(),
+                    explanation: explanation.clone(),
+                    output: output.clone(),
+                    unbacked_claims: unbacked_claims.clone(),
+                    duration_ms: *duration_ms,
+                });
+            }
+        }
+    }
+}
+
+/// The outcome a finished run's journal records, if it finished.
+pub fn outcome_of(events: &[Event]) -> Option<RunOutcome> {
+    let (run_id, agent, version) = events.iter().find_map(|e| match &e.kind {
+        EventKind::RunStarted { agent, agent_version, .. } => Some((e.run_id, agent.clone(), agent_version.clone())),
+        _ => None,
+    })?;
+    events.iter().rev().find_map(|e| match &e.kind {
+        EventKind::RunFinished { status, output, reason, explanation, limit, partial_results, unbacked_claims, steps, usage, cost_usd, duration_ms } => {
+            Some(RunOutcome {
+                run_id,
+                agent: agent.clone(),
+                agent_version: version.clone(),
+                status: *status,
+                output: output.clone(),
+                reason: reason.clone(),
+                explanation: explanation.clone(),
+                limit: *limit,
+                partial_results: partial_results.clone(),
+                unbacked_claims: unbacked_claims.clone(),
+                steps: *steps,
+                usage: *usage,
+                cost_usd: *cost_usd,
+                duration_ms: *duration_ms,
+            })
+        }
+        _ => None,
+    })
+}

@@ -1,0 +1,817 @@
+//! The run state machine.
+//!
+//! Handlers (`on_*`) decide: they look at the state and the input, and
+//! produce events. [`RunMachine::apply`] is the only place state changes, and
+//! it changes it from an event, so replaying a journal through `apply`
+//! rebuilds the same state. A handler returns the events with the effect the
+//! driver must perform once those events are durable.
+
+use crate::catalog::{AgentPlan, HANDOFF_TOOL};
+use crate::claims::action_claims;
+use crate::explain;
+use crate::policy::{self, BudgetCheck};
+use rein_types::{
+    Event, EventKind, IdempotencyKey, JOURNAL_FORMAT_VERSION, LimitKind, Message, ModelError, ModelRequest,
+    ModelResponse, PartialResult, RejectReason, RiskTier, RunId, RunOutcome, RunStatus, ToolCall, ToolCallId,
+    ToolOutcome, Usage,
+};
+use serde_json::Value;
+use std::collections::{HashMap, HashSet};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
+
+/// What the driver must do next, after writing the transition's events.
+#[derive(Debug)]
+pub enum Effect {
+    /// Call the model with [`RunMachine::model_request`].
+    CallModel,
+    /// Run these calls concurrently and report with
+    /// [`RunMachine::on_tool_results`].
+    ExecuteTools(Vec<ToolInvocation>),
+    /// Ask a human about these calls and report with
+    /// [`RunMachine::on_approvals`].
+    RequestApprovals(Vec<ApprovalRequest>),
+    /// The run is over.
+    Finish(Box<RunOutcome>),
+}
+
+/// One tool call to execute.
+#[derive(Debug, Clone)]
+pub struct ToolInvocation {
+    pub step: u32,
+    pub call_id: String,
+    /// Index in the agent's [`crate::ToolCatalog`].
+    pub tool_index: usize,
+    pub tool: String,
+    pub arguments: Value,
+    pub idempotency_key: IdempotencyKey,
+    pub timeout_ms: u64,
+}
+
+/// The outcome of one executed call.
+#[derive(Debug, Clone)]
+pub struct ToolResult {
+    pub call_id: String,
+    pub outcome: ToolOutcome,
+    pub latency_ms: u64,
+}
+
+/// A call waiting for a human, with what they need to decide.
+#[derive(Debug, Clone)]
+pub struct ApprovalRequest {
+    pub step: u32,
+    pub call_id: String,
+    pub tool: String,
+    pub risk: RiskTier,
+    pub arguments: Value,
+    /// What the model said alongside the call: its stated reason.
+    pub rationale: Option<String>,
+}
+
+/// A human's decision on one [`ApprovalRequest`].
+#[derive(Debug, Clone)]
+pub enum ApprovalDecision {
+    Approve { call_id: String, by: String },
+    Reject { call_id: String, by: String, reason: Option<String> },
+    /// Approve with changed arguments (validated against the tool's schema).
+    Edit { call_id: String, by: String, arguments: Value },
+    /// Nobody can decide now (no terminal, no approver configured).
+    Unavailable { call_id: String },
+}
+
+impl ApprovalDecision {
+    fn call_id(&self) -> &str {
+        match self {
+            ApprovalDecision::Approve { call_id, .. }
+            | ApprovalDecision::Reject { call_id, .. }
+            | ApprovalDecision::Edit { call_id, .. }
+            | ApprovalDecision::Unavailable { call_id } => call_id,
+        }
+    }
+}
+
+/// The events to journal and the effect to perform after them.
+#[derive(Debug)]
+pub struct Transition {
+    pub events: Vec<Event>,
+    pub effect: Effect,
+}
+
+/// A call accepted in the current step, waiting for approval or execution.
+#[derive(Debug, Clone)]
+struct PendingCall {
+    invocation: ToolInvocation,
+    needs_approval: bool,
+}
+
+/// What the run remembers about one distinct call (tool + canonical args).
+#[derive(Debug, Clone)]
+struct SeenCall {
+    times: u32,
+    step: u32,
+    observation: Option<String>,
+}
+
+/// One run's state. See the module docs for how it changes.
+pub struct RunMachine {
+    plan: Arc<AgentPlan>,
+    run_id: RunId,
+    next_seq: u64,
+    started_at_ms: u64,
+    messages: Vec<Message>,
+    prompt_chars: usize,
+    /// Provider-reported prompt tokens of the last call, and the prompt
+    /// characters at that time: the estimate's calibration point.
+    calibration: Option<(u64, usize)>,
+    step: u32,
+    usage: Usage,
+    cost_usd: f64,
+    last_text: Option<String>,
+    calls_per_tool: HashMap<usize, u32>,
+    seen_calls: HashMap<String, SeenCall>,
+    /// call id → canonical key, for calls of the current step.
+    call_keys: HashMap<String, String>,
+    seen_observations: HashSet<u64>,
+    step_added_information: bool,
+    step_open_calls: usize,
+    no_progress_steps: u32,
+    consecutive_invalid: u32,
+    consecutive_tool_errors: u32,
+    last_tool_error: Option<(String, String)>,
+    successful_changes: u32,
+    partial_results: Vec<PartialResult>,
+    pending: Vec<PendingCall>,
+    stop_tool_output: Option<String>,
+    outcome: Option<RunOutcome>,
+}
+
+impl RunMachine {
+    /// Starts a run: journals `run_started` and asks for the first model call.
+    pub fn start(plan: Arc<AgentPlan>, run_id: RunId, input: String, now_ms: u64) -> (Self, Transition) {
+        let mut machine = Self::empty(plan, run_id);
+        let mut events = Vec::with_capacity(2);
+        let started = EventKind::RunStarted {
+            agent: machine.plan.spec.name.clone(),
+            agent_version: machine.plan.version.clone(),
+            model: machine.plan.spec.model.to_string(),
+            input,
+            limits: machine.plan.spec.limits.clone(),
+            format: JOURNAL_FORMAT_VERSION,
+        };
+        machine.emit(&mut events, now_ms, started);
+        let effect = machine.next_model_call(&mut events, now_ms);
+        (machine, Transition { events, effect })
+    }
+
+    fn empty(plan: Arc<AgentPlan>, run_id: RunId) -> Self {
+        Self {
+            plan,
+            run_id,
+            next_seq: 0,
+            started_at_ms: 0,
+            messages: Vec::with_capacity(8),
+            prompt_chars: 0,
+            calibration: None,
+            step: 0,
+            usage: Usage::default(),
+            cost_usd: 0.0,
+            last_text: None,
+            calls_per_tool: HashMap::new(),
+            seen_calls: HashMap::new(),
+            call_keys: HashMap::new(),
+            seen_observations: HashSet::new(),
+            step_added_information: false,
+            step_open_calls: 0,
+            no_progress_steps: 0,
+            consecutive_invalid: 0,
+            consecutive_tool_errors: 0,
+            last_tool_error: None,
+            successful_changes: 0,
+            partial_results: Vec::new(),
+            pending: Vec::new(),
+            stop_tool_output: None,
+            outcome: None,
+        }
+    }
+
+    pub fn run_id(&self) -> RunId {
+        self.run_id
+    }
+
+    pub fn plan(&self) -> &Arc<AgentPlan> {
+        &self.plan
+    }
+
+    /// Model calls made so far.
+    pub fn step(&self) -> u32 {
+        self.step
+    }
+
+    pub fn usage(&self) -> Usage {
+        self.usage
+    }
+
+    pub fn cost_usd(&self) -> f64 {
+        self.cost_usd
+    }
+
+    pub fn messages(&self) -> &[Message] {
+        &self.messages
+    }
+
+    /// When the run's wall-clock limit expires (Unix ms).
+    pub fn deadline_ms(&self) -> u64 {
+        self.started_at_ms.saturating_add(self.plan.spec.limits.timeout_ms)
+    }
+
+    pub fn outcome(&self) -> Option<&RunOutcome> {
+        self.outcome.as_ref()
+    }
+
+    /// The request for the model call the last transition asked for.
+    pub fn model_request(&self) -> ModelRequest<'_> {
+        let settings = &self.plan.spec.settings;
+        ModelRequest {
+            model: &self.plan.spec.model.name,
+            messages: &self.messages,
+            tools: &self.plan.tool_specs,
+            max_output_tokens: settings.max_output_tokens,
+            temperature: settings.temperature,
+            top_p: settings.top_p,
+            seed: settings.seed,
+            stop: &settings.stop,
+        }
+    }
+
+    // ----- inputs -----------------------------------------------------------
+
+    /// The model answered.
+    pub fn on_model_response(&mut self, response: ModelResponse, latency_ms: u64, now_ms: u64) -> Transition {
+        let mut events = Vec::with_capacity(4);
+        let cost_usd = self.plan.spec.price.map_or(0.0, |p| p.cost(&response.usage));
+        let step = self.step;
+        let ModelResponse { text, tool_calls, usage, finish_reason, served_by } = response;
+        self.emit(
+            &mut events,
+            now_ms,
+            EventKind::ModelResponded {
+                step,
+                text,
+                tool_calls,
+                usage,
+                cost_usd,
+                latency_ms,
+                finish_reason,
+                served_by,
+            },
+        );
+        // Budgets are checked again with the real figures: a provider that
+        // ignores the output cap must not let the run overspend silently.
+        if let Some(effect) = self.check_spent(&mut events, now_ms) {
+            return Transition { events, effect };
+        }
+        let tool_calls = match &self.messages.last() {
+            Some(Message::Assistant { tool_calls, .. }) => tool_calls.clone(),
+            _ => Vec::new(),
+        };
+        let effect = if tool_calls.is_empty() {
+            self.final_answer(&mut events, now_ms)
+        } else {
+            self.accept_calls(&mut events, now_ms, tool_calls)
+        };
+        Transition { events, effect }
+    }
+
+    /// The model call failed after the provider's own retries.
+    pub fn on_model_error(&mut self, error: &ModelError, latency_ms: u64, now_ms: u64) -> Transition {
+        let mut events = Vec::with_capacity(2);
+        let step = self.step;
+        self.emit(
+            &mut events,
+            now_ms,
+            EventKind::ModelFailed { step, kind: error.kind, message: error.message.clone(), latency_ms },
+        );
+        let explanation = explain::model_failed(error, self.partial_results.len());
+        let reason = format!("model_error:{}", error.kind.as_str());
+        let effect = self.finish(&mut events, now_ms, RunStatus::Failed, reason, explanation, None);
+        Transition { events, effect }
+    }
+
+    /// The calls of the last `ExecuteTools` effect returned.
+    pub fn on_tool_results(&mut self, results: Vec<ToolResult>, now_ms: u64) -> Transition {
+        let mut events = Vec::with_capacity(results.len() + 2);
+        let step = self.step;
+        for result in results {
+            let Some(pending) = self.pending.iter().position(|p| p.invocation.call_id == result.call_id) else {
+                continue;
+            };
+            let pending = self.pending.remove(pending);
+            self.emit(
+                &mut events,
+                now_ms,
+                EventKind::ToolCallExecuted {
+                    step,
+                    call_id: result.call_id,
+                    tool: pending.invocation.tool,
+                    outcome: result.outcome,
+                    latency_ms: result.latency_ms,
+                },
+            );
+        }
+        let effect = self.after_step(&mut events, now_ms);
+        Transition { events, effect }
+    }
+
+    /// Humans decided on the calls of the last `RequestApprovals` effect.
+    pub fn on_approvals(&mut self, decisions: Vec<ApprovalDecision>, now_ms: u64) -> Transition {
+        let mut events = Vec::with_capacity(decisions.len() * 2 + 2);
+        let step = self.step;
+        for decision in decisions {
+            let Some(index) = self.pending.iter().position(|p| p.needs_approval && p.invocation.call_id == decision.call_id()) else {
+                continue;
+            };
+            let tool = self.pending[index].invocation.tool.clone();
+            let call_id = self.pending[index].invocation.call_id.clone();
+            match decision {
+                ApprovalDecision::Approve { by, .. } => {
+                    self.emit(&mut events, now_ms, EventKind::ApprovalDecided { step, call_id, tool, approved: true, by, note: None, edited_arguments: None });
+                }
+                ApprovalDecision::Edit { by, arguments, .. } => {
+                    let violations = self.plan.catalog.violations(self.pending[index].invocation.tool_index, &arguments);
+                    if violations.is_empty() {
+                        self.emit(&mut events, now_ms, EventKind::ApprovalDecided { step, call_id, tool, approved: true, by, note: Some("approved with edited arguments".into()), edited_arguments: Some(arguments) });
+                    } else {
+                        let note = format!("edited arguments do not match the tool's schema: {}", violations.join("; "));
+                        self.emit(&mut events, now_ms, EventKind::ApprovalDecided { step, call_id: call_id.clone(), tool: tool.clone(), approved: false, by, note: Some(note.clone()), edited_arguments: None });
+                        let message = explain::approval_rejected(&tool, Some(&note));
+                        self.emit(&mut events, now_ms, EventKind::ToolCallRejected { step, call_id, tool, reason: RejectReason::ApprovalRejected, message });
+                    }
+                }
+                ApprovalDecision::Reject { by, reason, .. } => {
+                    self.emit(&mut events, now_ms, EventKind::ApprovalDecided { step, call_id: call_id.clone(), tool: tool.clone(), approved: false, by, note: reason.clone(), edited_arguments: None });
+                    let message = explain::approval_rejected(&tool, reason.as_deref());
+                    self.emit(&mut events, now_ms, EventKind::ToolCallRejected { step, call_id, tool, reason: RejectReason::ApprovalRejected, message });
+                }
+                ApprovalDecision::Unavailable { .. } => {
+                    let explanation = explain::approval_unavailable(&tool, self.partial_results.len());
+                    let effect = self.finish(&mut events, now_ms, RunStatus::Escalated, "approval_required".into(), explanation, None);
+                    return Transition { events, effect };
+                }
+            }
+        }
+        let effect = self.execute_pending(&mut events, now_ms);
+        Transition { events, effect }
+    }
+
+    /// The run's wall-clock limit passed while an effect was in progress.
+    pub fn on_deadline(&mut self, now_ms: u64) -> Transition {
+        let mut events = Vec::with_capacity(2);
+        let effect = self.limit(&mut events, now_ms, LimitKind::Timeout, policy::timeout_detail(&self.plan.spec.limits));
+        Transition { events, effect }
+    }
+
+    /// Someone cancelled the run.
+    pub fn on_cancel(&mut self, reason: &str, now_ms: u64) -> Transition {
+        let mut events = Vec::with_capacity(1);
+        let explanation = explain::cancelled(reason, self.partial_results.len());
+        let effect = self.finish(&mut events, now_ms, RunStatus::Cancelled, "cancelled".into(), explanation, None);
+        Transition { events, effect }
+    }
+
+    // ----- decisions --------------------------------------------------------
+
+    /// Checks the limits and either journals the next model call or stops.
+    fn next_model_call(&mut self, events: &mut Vec<Event>, now_ms: u64) -> Effect {
+        let limits = &self.plan.spec.limits;
+        if self.step >= limits.max_steps {
+            let detail = format!("used all {} steps", limits.max_steps);
+            return self.limit(events, now_ms, LimitKind::MaxSteps, detail);
+        }
+        if now_ms >= self.deadline_ms() {
+            let detail = policy::timeout_detail(limits);
+            return self.limit(events, now_ms, LimitKind::Timeout, detail);
+        }
+        let estimated_prompt = self.estimate_prompt_tokens();
+        let check = policy::check_budget(&self.plan.spec, self.usage, self.cost_usd, estimated_prompt);
+        match check {
+            BudgetCheck::Within { estimated_tokens } => {
+                let step = self.step + 1;
+                let kind = EventKind::ModelRequested {
+                    step,
+                    model: self.plan.spec.model.to_string(),
+                    messages: self.messages.len() as u32,
+                    estimated_tokens,
+                };
+                self.emit(events, now_ms, kind);
+                Effect::CallModel
+            }
+            BudgetCheck::Exceeded { limit, detail } => self.limit(events, now_ms, limit, detail),
+        }
+    }
+
+    /// Stops the run if the figures the provider reported broke a budget.
+    fn check_spent(&mut self, events: &mut Vec<Event>, now_ms: u64) -> Option<Effect> {
+        let limits = &self.plan.spec.limits;
+        if let Some(max) = limits.max_tokens
+            && self.usage.total() > max
+        {
+            let detail = format!("used {} tokens of a budget of {max}", self.usage.total());
+            return Some(self.limit(events, now_ms, LimitKind::TokenBudget, detail));
+        }
+        if let Some(max) = limits.max_cost_usd
+            && self.cost_usd > max
+        {
+            let detail = format!("spent ${:.4} of a budget of ${max:.4}", self.cost_usd);
+            return Some(self.limit(events, now_ms, LimitKind::CostBudget, detail));
+        }
+        None
+    }
+
+    fn final_answer(&mut self, events: &mut Vec<Event>, now_ms: u64) -> Effect {
+        let answer = match self.messages.last() {
+            Some(Message::Assistant { text: Some(text), .. }) => text.clone(),
+            _ => String::new(),
+        };
+        if answer.trim().is_empty() {
+            let explanation = explain::empty_answer(self.step, self.partial_results.len());
+            return self.finish(events, now_ms, RunStatus::Failed, "empty_answer".into(), explanation, None);
+        }
+        let explanation = if self.successful_changes == 0 && !action_claims(&answer).is_empty() {
+            explain::unbacked_claims()
+        } else {
+            String::from("The agent gave its final answer.")
+        };
+        self.finish(events, now_ms, RunStatus::Succeeded, "final_answer".into(), explanation, None)
+    }
+
+    /// Validates each call of a model turn; rejects what cannot run and
+    /// schedules the rest.
+    fn accept_calls(&mut self, events: &mut Vec<Event>, now_ms: u64, calls: Vec<ToolCall>) -> Effect {
+        let step = self.step;
+        let limits = &self.plan.spec.limits;
+        let tool_timeout_ms = limits.tool_timeout_ms;
+        let max_invalid = limits.max_invalid_calls;
+        for (call_index, call) in calls.into_iter().enumerate() {
+            let ToolCall { id: ToolCallId(call_id), name, arguments: raw_arguments } = call;
+            let Some(tool_index) = self.plan.catalog.index_of(&name) else {
+                let message = explain::unknown_tool(&name, &self.plan.catalog.names());
+                self.emit(events, now_ms, EventKind::ToolCallRejected { step, call_id, tool: name, reason: RejectReason::UnknownTool, message });
+                continue;
+            };
+            let arguments: Value = match parse_arguments(&raw_arguments) {
+                Ok(value) => value,
+                Err(error) => {
+                    let message = explain::malformed_arguments(&name, &error);
+                    self.emit(events, now_ms, EventKind::ToolCallRejected { step, call_id, tool: name, reason: RejectReason::MalformedArguments, message });
+                    continue;
+                }
+            };
+            let violations = self.plan.catalog.violations(tool_index, &arguments);
+            if !violations.is_empty() {
+                let message = explain::invalid_arguments(&name, &violations);
+                self.emit(events, now_ms, EventKind::ToolCallRejected { step, call_id, tool: name, reason: RejectReason::InvalidArguments, message });
+                continue;
+            }
+            let key = canonical_call_key(&name, &arguments);
+            if let Some(seen) = self.seen_calls.get(&key) {
+                if seen.times >= 2 {
+                    let detail = format!("`{name}` was called a third time with the same arguments");
+                    return self.limit(events, now_ms, LimitKind::RepeatedAction, detail);
+                }
+                let message = explain::repeated_call(&name, seen.step, seen.observation.as_deref());
+                self.emit(events, now_ms, EventKind::ToolCallRejected { step, call_id, tool: name, reason: RejectReason::RepeatedCall, message });
+                continue;
+            }
+            let spec = self.plan.catalog.spec(tool_index);
+            if let Some(max) = spec.max_calls
+                && self.calls_per_tool.get(&tool_index).copied().unwrap_or(0) >= max
+            {
+                let message = explain::call_limit(&name, max);
+                self.emit(events, now_ms, EventKind::ToolCallRejected { step, call_id, tool: name, reason: RejectReason::CallLimit, message });
+                continue;
+            }
+            let risk = spec.risk;
+            let needs_approval = spec.approval == rein_types::Approval::Required;
+            let idempotency_key = IdempotencyKey::for_call(self.run_id, step, call_index);
+            self.emit(
+                events,
+                now_ms,
+                EventKind::ToolCallRequested {
+                    step,
+                    call_id: call_id.clone(),
+                    tool: name.clone(),
+                    arguments: arguments.clone(),
+                    risk,
+                    idempotency_key: idempotency_key.0.clone(),
+                },
+            );
+            if name == HANDOFF_TOOL {
+                let reason = arguments.get("reason").and_then(Value::as_str).unwrap_or("the agent asked for a human").to_owned();
+                let explanation = explain::handed_off(&reason, self.partial_results.len());
+                return self.finish(events, now_ms, RunStatus::Escalated, "handoff".into(), explanation, None);
+            }
+            self.pending.push(PendingCall {
+                invocation: ToolInvocation { step, call_id, tool_index, tool: name, arguments, idempotency_key, timeout_ms: tool_timeout_ms },
+                needs_approval,
+            });
+        }
+        if self.consecutive_invalid >= max_invalid {
+            let explanation = explain::invalid_calls(self.consecutive_invalid, &self.messages);
+            return self.finish(events, now_ms, RunStatus::Failed, "invalid_tool_calls".into(), explanation, None);
+        }
+        let approvals: Vec<ApprovalRequest> = self
+            .pending
+            .iter()
+            .filter(|p| p.needs_approval)
+            .map(|p| ApprovalRequest {
+                step,
+                call_id: p.invocation.call_id.clone(),
+                tool: p.invocation.tool.clone(),
+                risk: self.plan.catalog.spec(p.invocation.tool_index).risk,
+                arguments: p.invocation.arguments.clone(),
+                rationale: self.last_text.clone(),
+            })
+            .collect();
+        if !approvals.is_empty() {
+            return Effect::RequestApprovals(approvals);
+        }
+        self.execute_pending(events, now_ms)
+    }
+
+    /// Runs the accepted calls, or moves on when none are left.
+    fn execute_pending(&mut self, events: &mut Vec<Event>, now_ms: u64) -> Effect {
+        let mut invocations = Vec::with_capacity(self.pending.len());
+        // Calls whose approval was rejected were removed by `apply`; the
+        // approved ones may carry edited arguments.
+        for pending in &mut self.pending {
+            pending.needs_approval = false;
+            invocations.push(pending.invocation.clone());
+        }
+        if invocations.is_empty() {
+            return self.after_step(events, now_ms);
+        }
+        Effect::ExecuteTools(invocations)
+    }
+
+    /// Every call of the step is resolved: check the step's limits and go on.
+    fn after_step(&mut self, events: &mut Vec<Event>, now_ms: u64) -> Effect {
+        if let Some(output) = self.stop_tool_output.take() {
+            let explanation = String::from("A stop-condition tool succeeded, so the run ended with its result.");
+            return self.finish(events, now_ms, RunStatus::Succeeded, "stop_condition".into(), explanation, Some(output));
+        }
+        let limits = &self.plan.spec.limits;
+        if self.consecutive_tool_errors >= limits.max_tool_errors {
+            let (tool, error) = self.last_tool_error.clone().unwrap_or_default();
+            let explanation = explain::tool_cascade(self.consecutive_tool_errors, &tool, &error, self.partial_results.len());
+            return self.finish(events, now_ms, RunStatus::Failed, "tool_errors".into(), explanation, None);
+        }
+        if self.consecutive_invalid >= limits.max_invalid_calls {
+            let explanation = explain::invalid_calls(self.consecutive_invalid, &self.messages);
+            return self.finish(events, now_ms, RunStatus::Failed, "invalid_tool_calls".into(), explanation, None);
+        }
+        if self.no_progress_steps >= limits.max_no_progress_steps {
+            let detail = format!("{} steps in a row added no new information", self.no_progress_steps);
+            return self.limit(events, now_ms, LimitKind::NoProgress, detail);
+        }
+        self.next_model_call(events, now_ms)
+    }
+
+    fn limit(&mut self, events: &mut Vec<Event>, now_ms: u64, limit: LimitKind, detail: String) -> Effect {
+        let step = self.step;
+        self.emit(events, now_ms, EventKind::LimitHit { step, limit, detail: detail.clone() });
+        let explanation = explain::limit_reached(limit, &detail, &self.plan.spec.limits, &self.partial_results, self.last_text.as_deref());
+        self.finish_with_limit(events, now_ms, explanation, limit)
+    }
+
+    fn finish_with_limit(&mut self, events: &mut Vec<Event>, now_ms: u64, explanation: String, limit: LimitKind) -> Effect {
+        self.finish_inner(events, now_ms, RunStatus::LimitReached, limit.as_str().into(), explanation, Some(limit), None)
+    }
+
+    fn finish(&mut self, events: &mut Vec<Event>, now_ms: u64, status: RunStatus, reason: String, explanation: String, output: Option<String>) -> Effect {
+        self.finish_inner(events, now_ms, status, reason, explanation, None, output)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn finish_inner(
+        &mut self,
+        events: &mut Vec<Event>,
+        now_ms: u64,
+        status: RunStatus,
+        reason: String,
+        explanation: String,
+        limit: Option<LimitKind>,
+        output: Option<String>,
+    ) -> Effect {
+        let output = output.or_else(|| self.last_text.clone());
+        let unbacked_claims = match (&output, status) {
+            (Some(text), RunStatus::Succeeded) if self.successful_changes == 0 => action_claims(text),
+            _ => Vec::new(),
+        };
+        self.emit(
+            events,
+            now_ms,
+            EventKind::RunFinished {
+                status,
+                output,
+                reason,
+                explanation,
+                limit,
+                partial_results: self.partial_results.clone(),
+                unbacked_claims,
+                steps: self.step,
+                usage: self.usage,
+                cost_usd: self.cost_usd,
+                duration_ms: now_ms.saturating_sub(self.started_at_ms),
+            },
+        );
+        match &self.outcome {
+            Some(outcome) => Effect::Finish(Box::new(outcome.clone())),
+            // `apply` of `RunFinished` always sets the outcome.
+            None => unreachable!("run_finished was applied"),
+        }
+    }
+
+    fn estimate_prompt_tokens(&self) -> u64 {
+        let chars = self.prompt_chars + self.plan.catalog.prompt_chars();
+        match self.calibration {
+            Some((tokens, chars_then)) => tokens + (chars.saturating_sub(chars_then) as u64).div_ceil(4),
+            None => (chars as u64).div_ceil(4) + 4 * self.messages.len() as u64,
+        }
+    }
+
+    // ----- state ------------------------------------------------------------
+
+    fn emit(&mut self, events: &mut Vec<Event>, now_ms: u64, kind: EventKind) {
+        let event = Event { run_id: self.run_id, seq: self.next_seq, at_ms: now_ms, kind };
+        self.apply(&event);
+        events.push(event);
+    }
+
+    /// Changes the state from one event. The only place state changes.
+    pub fn apply(&mut self, event: &Event) {
+        self.next_seq = event.seq + 1;
+        match &event.kind {
+            EventKind::RunStarted { input, .. } => {
+                self.started_at_ms = event.at_ms;
+                self.push_message(Message::System { text: self.plan.spec.system_prompt.clone() });
+                self.push_message(Message::User { text: input.clone() });
+            }
+            EventKind::ModelRequested { step, .. } => {
+                self.step = *step;
+                self.step_added_information = false;
+                self.step_open_calls = 0;
+                self.call_keys.clear();
+            }
+            EventKind::ModelResponded { text, tool_calls, usage, cost_usd, .. } => {
+                self.usage += *usage;
+                self.cost_usd += cost_usd;
+                if let Some(text) = text.as_ref().filter(|t| !t.trim().is_empty()) {
+                    self.last_text = Some(text.clone());
+                }
+                self.calibration = Some((usage.input_tokens, self.prompt_chars + self.plan.catalog.prompt_chars()));
+                self.step_open_calls = tool_calls.len();
+                // Keys are derived here, from the journaled calls, so that a
+                // replay sees the same repeated-call bookkeeping.
+                for call in tool_calls {
+                    if let Ok(arguments) = parse_arguments(&call.arguments) {
+                        self.call_keys.insert(call.id.0.clone(), canonical_call_key(&call.name, &arguments));
+                    }
+                }
+                self.push_message(Message::Assistant { text: text.clone(), tool_calls: tool_calls.clone() });
+            }
+            EventKind::ModelFailed { .. } | EventKind::ControlNotice { .. } | EventKind::LimitHit { .. } => {}
+            EventKind::ToolCallRequested { tool, call_id, arguments, .. } => {
+                if let Some(index) = self.plan.catalog.index_of(tool) {
+                    *self.calls_per_tool.entry(index).or_default() += 1;
+                }
+                self.consecutive_invalid = 0;
+                // Approved edits change the arguments after this point, but the
+                // call is still the one the model asked for.
+                let key = canonical_call_key(tool, arguments);
+                self.seen_calls.insert(key.clone(), SeenCall { times: 1, step: self.step, observation: None });
+                self.call_keys.insert(call_id.clone(), key);
+            }
+            EventKind::ToolCallRejected { call_id, tool, reason, message, .. } => {
+                match reason {
+                    RejectReason::UnknownTool | RejectReason::MalformedArguments | RejectReason::InvalidArguments => {
+                        self.consecutive_invalid += 1;
+                    }
+                    RejectReason::RepeatedCall => {
+                        let key = self.call_keys.get(call_id).cloned().unwrap_or_default();
+                        if let Some(seen) = self.seen_calls.get_mut(&key) {
+                            seen.times += 1;
+                        }
+                    }
+                    RejectReason::CallLimit => {}
+                    RejectReason::ApprovalRejected => {
+                        self.pending.retain(|p| p.invocation.call_id != *call_id);
+                        // A human said no: that is new information for the model.
+                        self.step_added_information = true;
+                    }
+                }
+                self.push_message(Message::Tool { call_id: ToolCallId(call_id.clone()), name: tool.clone(), content: message.clone() });
+                self.resolve_call();
+            }
+            EventKind::ApprovalDecided { call_id, edited_arguments: Some(arguments), approved: true, .. } => {
+                if let Some(pending) = self.pending.iter_mut().find(|p| p.invocation.call_id == *call_id) {
+                    pending.invocation.arguments = arguments.clone();
+                }
+            }
+            EventKind::ApprovalDecided { .. } => {}
+            EventKind::ToolCallExecuted { call_id, tool, outcome, .. } => {
+                let observation = outcome.to_observation();
+                let mut hasher = DefaultHasher::new();
+                tool.hash(&mut hasher);
+                observation.hash(&mut hasher);
+                if self.seen_observations.insert(hasher.finish()) {
+                    self.step_added_information = true;
+                }
+                if let Some(key) = self.call_keys.get(call_id)
+                    && let Some(seen) = self.seen_calls.get_mut(key)
+                {
+                    seen.observation = Some(observation.clone());
+                }
+                let index = self.plan.catalog.index_of(tool);
+                match outcome {
+                    ToolOutcome::Ok { data, .. } => {
+                        self.consecutive_tool_errors = 0;
+                        if let Some(index) = index {
+                            if self.plan.catalog.spec(index).risk != RiskTier::Read {
+                                self.successful_changes += 1;
+                            }
+                        }
+                        self.partial_results.push(PartialResult { step: self.step, tool: tool.clone(), data: data.clone() });
+                        if self.plan.spec.stop.after_tools.iter().any(|t| t == tool) {
+                            self.stop_tool_output = Some(match data {
+                                Value::String(text) => text.clone(),
+                                other => other.to_string(),
+                            });
+                        }
+                    }
+                    ToolOutcome::Error { message, .. } => {
+                        self.consecutive_tool_errors += 1;
+                        self.last_tool_error = Some((tool.clone(), message.clone()));
+                    }
+                }
+                self.pending.retain(|p| p.invocation.call_id != *call_id);
+                self.push_message(Message::Tool { call_id: ToolCallId(call_id.clone()), name: tool.clone(), content: observation });
+                self.resolve_call();
+            }
+            EventKind::RunFinished { status, output, reason, explanation, limit, partial_results, unbacked_claims, steps, usage, cost_usd, duration_ms } => {
+                self.outcome = Some(RunOutcome {
+                    run_id: self.run_id,
+                    agent: self.plan.spec.name.clone(),
+                    agent_version: self.plan.version.clone(),
+                    status: *status,
+                    output: output.clone(),
+                    reason: reason.clone(),
+                    explanation: explanation.clone(),
+                    limit: *limit,
+                    partial_results: partial_results.clone(),
+                    unbacked_claims: unbacked_claims.clone(),
+                    steps: *steps,
+                    usage: *usage,
+                    cost_usd: *cost_usd,
+                    duration_ms: *duration_ms,
+                });
+            }
+        }
+    }
+
+    /// One call of the step got its observation; when the last one does, the
+    /// step's progress is judged.
+    fn resolve_call(&mut self) {
+        self.step_open_calls = self.step_open_calls.saturating_sub(1);
+        if self.step_open_calls == 0 {
+            if self.step_added_information {
+                self.no_progress_steps = 0;
+            } else {
+                self.no_progress_steps += 1;
+            }
+        }
+    }
+
+    fn push_message(&mut self, message: Message) {
+        self.prompt_chars += message.text_len();
+        self.messages.push(message);
+    }
+}
+
+/// Arguments as the model sent them. An empty string means "no arguments",
+/// which several providers send for parameterless tools.
+fn parse_arguments(raw: &str) -> Result<Value, serde_json::Error> {
+    if raw.trim().is_empty() {
+        return Ok(Value::Object(Default::default()));
+    }
+    serde_json::from_str(raw)
+}
+
+/// Tool name plus arguments with object keys sorted: the same call written
+/// two ways is still the same call.
+fn canonical_call_key(tool: &str, arguments: &Value) -> String {
+    let mut key = String::with_capacity(tool.len() + 32);
+    key.push_str(tool);
+    key.push('\u{0}');
+    rein_types::agent::write_canonical(arguments, &mut key);
+    key
+}
