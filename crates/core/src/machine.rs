@@ -326,6 +326,17 @@ impl RunMachine {
     pub fn on_approvals(&mut self, decisions: Vec<ApprovalDecision>, now_ms: u64) -> Transition {
         let mut events = Vec::with_capacity(decisions.len() * 2 + 2);
         let step = self.step;
+        // A call nobody decided on must never run by default.
+        let undecided = self
+            .pending
+            .iter()
+            .find(|p| p.needs_approval && !decisions.iter().any(|d| d.call_id() == p.invocation.call_id))
+            .map(|p| p.invocation.tool.clone());
+        if let Some(tool) = undecided {
+            let explanation = explain::approval_unavailable(&tool, self.partial_results.len());
+            let effect = self.finish(&mut events, now_ms, RunStatus::Escalated, "approval_required".into(), explanation, None);
+            return Transition { events, effect };
+        }
         for decision in decisions {
             let Some(index) = self.pending.iter().position(|p| p.needs_approval && p.invocation.call_id == decision.call_id()) else {
                 continue;

@@ -1,0 +1,178 @@
+//! From an agent's `provider:model` reference and [`ProviderDecl`] to a ready
+//! [`Model`]: each known provider's default address and key variable, reading
+//! the key and expanding `${VAR}` in headers from the environment, and the
+//! errors that tell the user what to fix before any run starts.
+
+use crate::error::ProviderError;
+use crate::openai::{OpenAiCompatible, OpenAiConfig};
+use crate::retry::RetryConfig;
+use rein_types::{Model, ModelRef, ProviderDecl};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The provider names [`build_model`] accepts.
+pub const KNOWN_PROVIDERS: &[&str] = &["openai", "openrouter", "ollama", "vllm", "llamacpp", "openai-compatible"];
+
+/// Providers that are planned but not built yet, so they get a clearer error
+/// than a typo does.
+const PLANNED_PROVIDERS: &[&str] = &["anthropic", "gemini", "local"];
+
+/// Where a provider's key comes from when the declaration does not say.
+enum KeyPolicy {
+    /// Calls fail without a key: refuse to build without one.
+    Required(&'static str),
+    /// Sent when the variable is set (a vLLM server started with `--api-key`).
+    Optional(&'static str),
+    /// Local servers that take no key.
+    None,
+}
+
+struct Defaults {
+    base_url: Option<&'static str>,
+    key: KeyPolicy,
+}
+
+fn defaults(provider: &str) -> Option<Defaults> {
+    let (base_url, key) = match provider {
+        "openai" => (Some("https://api.openai.com/v1"), KeyPolicy::Required("OPENAI_API_KEY")),
+        "openrouter" => (Some("https://openrouter.ai/api/v1"), KeyPolicy::Required("OPENROUTER_API_KEY")),
+        "ollama" => (Some("http://127.0.0.1:11434/v1"), KeyPolicy::None),
+        "vllm" => (Some("http://127.0.0.1:8000/v1"), KeyPolicy::Optional("VLLM_API_KEY")),
+        "llamacpp" => (Some("http://127.0.0.1:8080/v1"), KeyPolicy::None),
+        "openai-compatible" => (None, KeyPolicy::None),
+        _ => return None,
+    };
+    Some(Defaults { base_url, key })
+}
+
+/// Builds the model `model` names, configured by `decl`, reading the API key
+/// and header variables from the process environment. Pass `client` to share
+/// one connection pool between models.
+pub fn build_model(
+    model: &ModelRef,
+    decl: &ProviderDecl,
+    client: Option<reqwest::Client>,
+) -> Result<Arc<dyn Model>, ProviderError> {
+    build_model_with(model, decl, client, |var| std::env::var(var).ok())
+}
+
+/// [`build_model`] with the environment given as a lookup function, for tests
+/// and embedders that keep secrets elsewhere than in process variables.
+pub fn build_model_with(
+    model: &ModelRef,
+    decl: &ProviderDecl,
+    client: Option<reqwest::Client>,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Arc<dyn Model>, ProviderError> {
+    let provider = model.provider.as_str();
+    let known = || KNOWN_PROVIDERS.join(", ");
+    let Some(defaults) = defaults(provider) else {
+        return Err(if PLANNED_PROVIDERS.contains(&provider) {
+            ProviderError::NotSupportedYet { name: provider.to_owned(), known: known() }
+        } else {
+            ProviderError::UnknownProvider { name: provider.to_owned(), known: known() }
+        });
+    };
+
+    let base_url = match (&decl.base_url, defaults.base_url) {
+        (Some(url), _) => url.clone(),
+        (None, Some(url)) => url.to_owned(),
+        (None, None) => return Err(ProviderError::MissingBaseUrl { provider: provider.to_owned() }),
+    };
+
+    // An empty variable is treated as unset: an empty key is never right, and
+    // `export OPENAI_API_KEY=` is a common way to "unset" one.
+    let read_key = |var: &str| env(var).filter(|value| !value.is_empty());
+    let (api_key, api_key_env) = match (&decl.api_key_env, defaults.key) {
+        // A variable the user named is required: a silent missing key would
+        // only surface later as a confusing 401.
+        (Some(var), _) => (Some(read_key(var).ok_or_else(|| missing_key(var))?), Some(var.clone())),
+        (None, KeyPolicy::Required(var)) => {
+            (Some(read_key(var).ok_or_else(|| missing_key(var))?), Some(var.to_owned()))
+        }
+        (None, KeyPolicy::Optional(var)) => match read_key(var) {
+            Some(key) => (Some(key), Some(var.to_owned())),
+            None => (None, None),
+        },
+        (None, KeyPolicy::None) => (None, None),
+    };
+
+    let headers = decl
+        .headers
+        .iter()
+        .map(|(name, template)| Ok((name.clone(), expand(name, template, &env)?)))
+        .collect::<Result<Vec<_>, ProviderError>>()?;
+
+    let mut retry = RetryConfig::default();
+    if let Some(max_retries) = decl.max_retries {
+        retry.max_retries = max_retries;
+    }
+    let config = OpenAiConfig {
+        provider: provider.to_owned(),
+        model: model.name.clone(),
+        base_url,
+        api_key,
+        api_key_env,
+        headers,
+        timeout: decl.timeout_ms.map_or(Duration::from_secs(60), Duration::from_millis),
+        retry,
+    };
+    Ok(Arc::new(OpenAiCompatible::new(config, client)?))
+}
+
+fn missing_key(var: &str) -> ProviderError {
+    ProviderError::MissingKey { var: var.to_owned() }
+}
+
+/// Replaces every `${VAR}` in a header template with the variable's value.
+/// A `$` not followed by `{` is kept as it is.
+fn expand(header: &str, template: &str, env: &impl Fn(&str) -> Option<String>) -> Result<String, ProviderError> {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after.find('}').ok_or_else(|| ProviderError::InvalidHeader {
+            header: header.to_owned(),
+            reason: "a `${` is not closed by `}`".to_owned(),
+        })?;
+        let var = &after[..end];
+        if var.is_empty() {
+            return Err(ProviderError::InvalidHeader {
+                header: header.to_owned(),
+                reason: "`${}` names no variable".to_owned(),
+            });
+        }
+        let value = env(var)
+            .ok_or_else(|| ProviderError::MissingHeaderVar { header: header.to_owned(), var: var.to_owned() })?;
+        out.push_str(&value);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(var: &str) -> Option<String> {
+        match var {
+            "TEAM" => Some("blue".into()),
+            "TOKEN" => Some("t0k".into()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn header_templates_expand_every_variable() {
+        assert_eq!(expand("h", "plain $5 text", &env).unwrap(), "plain $5 text");
+        assert_eq!(expand("h", "${TEAM}-${TOKEN}!", &env).unwrap(), "blue-t0k!");
+        assert_eq!(
+            expand("h", "x ${NOPE}", &env),
+            Err(ProviderError::MissingHeaderVar { header: "h".into(), var: "NOPE".into() })
+        );
+        assert!(matches!(expand("h", "${TEAM", &env), Err(ProviderError::InvalidHeader { .. })));
+        assert!(matches!(expand("h", "${}", &env), Err(ProviderError::InvalidHeader { .. })));
+    }
+}

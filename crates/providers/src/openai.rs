@@ -1,0 +1,522 @@
+//! [`OpenAiCompatible`]: rein's [`Model`] over the OpenAI Chat Completions API
+//! (`POST {base_url}/chat/completions`), which OpenAI, OpenRouter, Ollama,
+//! vLLM and the llama.cpp server all speak. This module owns the HTTP call,
+//! the retry loop around it, and the translation of every way a call can fail
+//! into a typed [`ModelError`] that says what happened and names the fix.
+//!
+//! The success path is kept lean because benchmarks drive thousands of calls
+//! a second through it: the body is serialised once from borrowed views of
+//! the conversation, headers are prepared at construction, and nothing is
+//! logged above `trace`.
+
+mod wire;
+
+use crate::error::ProviderError;
+use crate::retry::{self, RetryConfig};
+use async_trait::async_trait;
+use rein_types::{Model, ModelError, ModelErrorKind, ModelRequest, ModelResponse};
+use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
+use reqwest::{Client, Request, StatusCode, Url};
+use std::fmt;
+use std::time::{Duration, Instant};
+use wire::{Decoded, ErrorInfo};
+
+/// Provider error messages are cut to this many bytes: a proxy's HTML error
+/// page does not belong in a run's outcome.
+const MAX_PROVIDER_MESSAGE: usize = 1000;
+
+/// Everything an [`OpenAiCompatible`] needs. [`crate::build_model`] fills it
+/// from an agent's declaration; build one directly to embed a provider.
+#[derive(Clone)]
+pub struct OpenAiConfig {
+    /// The provider's name (`openai`, `ollama`, ...), for ids and messages.
+    pub provider: String,
+    /// Model name sent when a request leaves [`ModelRequest::model`] empty.
+    pub model: String,
+    /// API root, such as `https://api.openai.com/v1`; `/chat/completions` is
+    /// appended unless it is already there.
+    pub base_url: String,
+    /// Sent as `Authorization: Bearer …`; never logged or shown.
+    pub api_key: Option<String>,
+    /// Where the key came from, so an authentication failure can say which
+    /// variable to check.
+    pub api_key_env: Option<String>,
+    /// Extra headers, already expanded. Values may be secrets and are never
+    /// shown.
+    pub headers: Vec<(String, String)>,
+    /// Time-out of each attempt, from sending the request to the end of the
+    /// response body.
+    pub timeout: Duration,
+    pub retry: RetryConfig,
+}
+
+impl OpenAiConfig {
+    /// A configuration with no key, no extra headers, a 60 s time-out and the
+    /// default retry policy.
+    pub fn new(provider: impl Into<String>, model: impl Into<String>, base_url: impl Into<String>) -> Self {
+        Self {
+            provider: provider.into(),
+            model: model.into(),
+            base_url: base_url.into(),
+            api_key: None,
+            api_key_env: None,
+            headers: Vec::new(),
+            timeout: Duration::from_secs(60),
+            retry: RetryConfig::default(),
+        }
+    }
+}
+
+impl fmt::Debug for OpenAiConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpenAiConfig")
+            .field("provider", &self.provider)
+            .field("model", &self.model)
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("api_key_env", &self.api_key_env)
+            .field("headers", &self.headers.iter().map(|(name, _)| name).collect::<Vec<_>>())
+            .field("timeout", &self.timeout)
+            .field("retry", &self.retry)
+            .finish()
+    }
+}
+
+/// A client that is safe to share between providers: connection pools are
+/// per client, so sharing one keeps connections warm across models.
+pub fn default_client() -> Result<Client, ProviderError> {
+    Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .pool_idle_timeout(Duration::from_secs(90))
+        .tcp_nodelay(true)
+        .build()
+        .map_err(|e| ProviderError::Client(error_chain(&e)))
+}
+
+/// A model served over the OpenAI Chat Completions API.
+pub struct OpenAiCompatible {
+    /// `provider:model`, built once because [`Model::id`] is called per step.
+    id: String,
+    provider: String,
+    model: String,
+    endpoint: Url,
+    client: Client,
+    headers: HeaderMap,
+    /// Kept only to scrub it from provider error messages that echo it.
+    api_key: Option<String>,
+    api_key_env: Option<String>,
+    timeout: Duration,
+    retry: RetryConfig,
+}
+
+impl fmt::Debug for OpenAiCompatible {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpenAiCompatible")
+            .field("id", &self.id)
+            .field("endpoint", &self.endpoint.as_str())
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("timeout", &self.timeout)
+            .field("retry", &self.retry)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One failed attempt, and whether another could succeed.
+struct Failure {
+    error: ModelError,
+    retryable: bool,
+}
+
+impl OpenAiCompatible {
+    /// Prepares the endpoint and headers. Pass `client` to share one
+    /// connection pool between providers; `None` creates one for this provider.
+    pub fn new(config: OpenAiConfig, client: Option<Client>) -> Result<Self, ProviderError> {
+        let endpoint = endpoint(&config.base_url)?;
+        let mut headers = HeaderMap::with_capacity(4 + config.headers.len());
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+        headers.insert(header::USER_AGENT, HeaderValue::from_static(concat!("rein/", env!("CARGO_PKG_VERSION"))));
+        let api_key = config.api_key.filter(|key| !key.is_empty());
+        if let Some(key) = &api_key {
+            let mut value = HeaderValue::try_from(format!("Bearer {key}")).map_err(|_| ProviderError::InvalidKey {
+                var: config.api_key_env.clone().unwrap_or_else(|| "OpenAiConfig::api_key".to_owned()),
+            })?;
+            value.set_sensitive(true);
+            headers.insert(header::AUTHORIZATION, value);
+        }
+        // Declared headers come last so that they can replace the defaults
+        // (Azure-style gateways want `api-key` instead of `Authorization`).
+        for (name, value) in &config.headers {
+            let header_name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|e| ProviderError::InvalidHeader { header: name.clone(), reason: e.to_string() })?;
+            let mut header_value = HeaderValue::from_str(value).map_err(|_| ProviderError::InvalidHeader {
+                header: name.clone(),
+                reason: "the value contains characters HTTP headers cannot carry".to_owned(),
+            })?;
+            header_value.set_sensitive(true);
+            headers.insert(header_name, header_value);
+        }
+        let client = match client {
+            Some(client) => client,
+            None => default_client()?,
+        };
+        Ok(Self {
+            id: format!("{}:{}", config.provider, config.model),
+            provider: config.provider,
+            model: config.model,
+            endpoint,
+            client,
+            headers,
+            api_key,
+            api_key_env: config.api_key_env,
+            timeout: config.timeout,
+            retry: config.retry,
+        })
+    }
+
+    /// The URL requests are sent to.
+    pub fn endpoint(&self) -> &str {
+        self.endpoint.as_str()
+    }
+
+    fn build_request(&self, model: &str, request: &ModelRequest<'_>) -> Result<Request, ModelError> {
+        let body = wire::encode(model, request).map_err(|e| {
+            ModelError::new(ModelErrorKind::BadRequest, format!("could not encode the request for {}: {e}", self.id))
+        })?;
+        self.client
+            .post(self.endpoint.clone())
+            .headers(self.headers.clone())
+            .timeout(self.timeout)
+            .body(body)
+            .build()
+            .map_err(|e| self.transport_error(&e, model))
+    }
+
+    /// One HTTP exchange.
+    async fn attempt(&self, request: Request, model: &str) -> Result<ModelResponse, Failure> {
+        let retryable = |error: ModelError| Failure { retryable: error.is_retryable(), error };
+        let response = self.client.execute(request).await.map_err(|e| retryable(self.transport_error(&e, model)))?;
+        let status = response.status();
+        let retry_after = if status.is_success() { None } else { retry::retry_after(response.headers()) };
+        let body = response.bytes().await.map_err(|e| retryable(self.transport_error(&e, model)))?;
+        if !status.is_success() {
+            let info = ErrorInfo::from_body(&body);
+            return Err(self.classify(status.as_u16(), &info, retry_after, model));
+        }
+        match wire::decode(&body) {
+            Ok(Decoded::Response(response)) => Ok(response),
+            Ok(Decoded::Error(info)) => {
+                // No usable status: the HTTP one says success. An error
+                // reported this way is an upstream failure unless its own
+                // code or text says otherwise.
+                let status = info.status.unwrap_or(StatusCode::BAD_GATEWAY.as_u16());
+                let mut failure = self.classify(status, &info, None, model);
+                failure.error.status = Some(status);
+                Err(failure)
+            }
+            Ok(Decoded::NoChoices) => Err(Failure {
+                error: self.invalid_response(status.as_u16(), "the response has no choices", &body),
+                retryable: false,
+            }),
+            Err(e) => Err(Failure {
+                error: self.invalid_response(
+                    status.as_u16(),
+                    &format!("the body is not a Chat Completions response ({e})"),
+                    &body,
+                ),
+                retryable: false,
+            }),
+        }
+    }
+
+    /// Turns an HTTP error status and the provider's error body into a typed
+    /// error that quotes the provider.
+    fn classify(&self, status: u16, info: &ErrorInfo, retry_after: Option<Duration>, model: &str) -> Failure {
+        let provider = &self.provider;
+        let detail = self.scrub(info.describe());
+        let (kind, message, retryable) = match status {
+            401 | 403 => {
+                let hint = match (&self.api_key, &self.api_key_env) {
+                    (Some(_), Some(var)) => {
+                        format!("the key comes from {var}; check that it is valid and may use model `{model}`")
+                    }
+                    (Some(_), None) => format!("check that the key is valid and may use model `{model}`"),
+                    (None, Some(var)) => format!("no key was sent; export {var}"),
+                    (None, None) => {
+                        "no key was sent; name the variable holding it with `api_key_env` in the agent's [model] section"
+                            .to_owned()
+                    }
+                };
+                (
+                    ModelErrorKind::Auth,
+                    format!("{provider} refused the credentials (HTTP {status}): {detail}; {hint}"),
+                    false,
+                )
+            }
+            404 if info.says_unknown_model() => (
+                ModelErrorKind::UnknownModel,
+                format!("{provider} does not know model `{model}` (HTTP 404): {detail}"),
+                false,
+            ),
+            404 => (
+                ModelErrorKind::UnknownModel,
+                format!(
+                    "{provider} answered 404 for model `{model}` at {}: {detail}; check the model name, and that base_url points at an OpenAI-compatible API",
+                    self.endpoint
+                ),
+                false,
+            ),
+            408 => (ModelErrorKind::Timeout, format!("{provider} timed out the request (HTTP 408): {detail}"), true),
+            429 if info.says_quota_exhausted() => (
+                ModelErrorKind::RateLimited,
+                format!("{provider} says this key has no quota left (HTTP 429): {detail}; check the account's billing"),
+                false,
+            ),
+            429 => (
+                ModelErrorKind::RateLimited,
+                format!("{provider} is rate-limiting requests (HTTP 429): {detail}"),
+                true,
+            ),
+            400..=499 if info.says_context_too_long() => (
+                ModelErrorKind::ContextTooLong,
+                format!("the prompt does not fit the context window of `{model}` (HTTP {status}): {detail}"),
+                false,
+            ),
+            400..=499 if info.says_unknown_model() => (
+                ModelErrorKind::UnknownModel,
+                format!("{provider} does not know model `{model}` (HTTP {status}): {detail}"),
+                false,
+            ),
+            400..=499 => (
+                ModelErrorKind::BadRequest,
+                format!("{provider} rejected the request for `{model}` (HTTP {status}): {detail}"),
+                false,
+            ),
+            500..=599 => (ModelErrorKind::ServerError, format!("{provider} failed (HTTP {status}): {detail}"), true),
+            _ => (
+                ModelErrorKind::InvalidResponse,
+                format!("{provider} answered with unexpected HTTP status {status}: {detail}"),
+                false,
+            ),
+        };
+        Failure { error: ModelError { kind, message, status: Some(status), retry_after }, retryable }
+    }
+
+    fn transport_error(&self, error: &reqwest::Error, model: &str) -> ModelError {
+        let provider = &self.provider;
+        if error.is_timeout() {
+            ModelError::new(
+                ModelErrorKind::Timeout,
+                format!("{provider} did not answer within {:?} (model `{model}`)", self.timeout),
+            )
+        } else if error.is_connect() {
+            ModelError::new(
+                ModelErrorKind::Transport,
+                format!("could not connect to {provider} at {}: {}", self.endpoint, error_chain(error)),
+            )
+        } else {
+            ModelError::new(
+                ModelErrorKind::Transport,
+                format!("the connection to {provider} at {} failed: {}", self.endpoint, error_chain(error)),
+            )
+        }
+    }
+
+    fn invalid_response(&self, status: u16, what: &str, body: &[u8]) -> ModelError {
+        let body = wire::snippet(body).map_or_else(|| "(empty body)".to_owned(), |s| self.scrub(s));
+        ModelError {
+            kind: ModelErrorKind::InvalidResponse,
+            message: format!("{} answered HTTP {status} but {what}: {body}", self.provider),
+            status: Some(status),
+            retry_after: None,
+        }
+    }
+
+    /// Cuts a provider's text to size and removes the key should the provider
+    /// have echoed it back.
+    fn scrub(&self, mut text: String) -> String {
+        if let Some(key) = &self.api_key
+            && text.contains(key.as_str())
+        {
+            text = text.replace(key.as_str(), "<redacted>");
+        }
+        if text.len() > MAX_PROVIDER_MESSAGE {
+            let mut cut = MAX_PROVIDER_MESSAGE;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            text.truncate(cut);
+            text.push('…');
+        }
+        text
+    }
+}
+
+#[async_trait]
+impl Model for OpenAiCompatible {
+    fn id(&self) -> String {
+        self.id.clone()
+    }
+
+    async fn complete(&self, request: ModelRequest<'_>) -> Result<ModelResponse, ModelError> {
+        let model = if request.model.is_empty() { self.model.as_str() } else { request.model };
+        let started = Instant::now();
+        // Built once; each retry sends a copy, whose body shares the same bytes.
+        let template = self.build_request(model, &request)?;
+        let mut retries = 0u32;
+        loop {
+            let copy = if retries < self.retry.max_retries { template.try_clone() } else { None };
+            let Some(copy) = copy else {
+                // The last attempt sends the template itself.
+                let outcome = self.attempt(template, model).await;
+                return self.conclude(outcome, retries, started);
+            };
+            let failure = match self.attempt(copy, model).await {
+                Err(failure) if failure.retryable => failure,
+                outcome => return self.conclude(outcome, retries, started),
+            };
+            let mut error = failure.error;
+            let wait = match error.retry_after {
+                Some(asked) if asked > self.retry.max_retry_after => {
+                    error.message.push_str(&format!(
+                        " (the provider asked to wait {asked:?} before retrying, longer than the {:?} rein waits)",
+                        self.retry.max_retry_after
+                    ));
+                    return Err(error);
+                }
+                Some(asked) => asked,
+                None => self.retry.backoff(retries),
+            };
+            tracing::debug!(
+                model = %self.id,
+                attempt = retries + 1,
+                wait_ms = wait.as_millis() as u64,
+                error = %error.message,
+                "model call failed; retrying"
+            );
+            tokio::time::sleep(wait).await;
+            retries += 1;
+        }
+    }
+}
+
+impl OpenAiCompatible {
+    /// The result of the final attempt of a call.
+    fn conclude(
+        &self,
+        outcome: Result<ModelResponse, Failure>,
+        retries: u32,
+        started: Instant,
+    ) -> Result<ModelResponse, ModelError> {
+        match outcome {
+            Ok(response) => {
+                tracing::trace!(
+                    model = %self.id,
+                    attempts = retries + 1,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    input_tokens = response.usage.input_tokens,
+                    output_tokens = response.usage.output_tokens,
+                    "model call finished"
+                );
+                Ok(response)
+            }
+            Err(Failure { mut error, retryable }) => {
+                if retryable && retries > 0 {
+                    error.message.push_str(&format!(" (gave up after {} attempts)", retries + 1));
+                }
+                Err(error)
+            }
+        }
+    }
+}
+
+/// `{base_url}/chat/completions`, accepting a base URL with or without a
+/// trailing slash, or one that already names the endpoint.
+fn endpoint(base_url: &str) -> Result<Url, ProviderError> {
+    let invalid = |reason: String| ProviderError::InvalidBaseUrl { url: base_url.to_owned(), reason };
+    let trimmed = base_url.trim().trim_end_matches('/');
+    let full =
+        if trimmed.ends_with("/chat/completions") { trimmed.to_owned() } else { format!("{trimmed}/chat/completions") };
+    let url = Url::parse(&full).map_err(|e| invalid(e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(invalid(format!("the scheme must be http or https, not `{}`", url.scheme())));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid("put credentials in api_key_env or headers, not in the URL".to_owned()));
+    }
+    Ok(url)
+}
+
+/// An error and its causes on one line: reqwest's own message alone ("error
+/// sending request") hides the useful part ("connection refused").
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_are_normalised() {
+        for base in ["http://h:1/v1", "http://h:1/v1/", "http://h:1/v1/chat/completions", " http://h:1/v1// "] {
+            assert_eq!(endpoint(base).unwrap().as_str(), "http://h:1/v1/chat/completions", "{base}");
+        }
+        assert!(matches!(endpoint("ftp://h/v1"), Err(ProviderError::InvalidBaseUrl { .. })));
+        assert!(matches!(endpoint("not a url"), Err(ProviderError::InvalidBaseUrl { .. })));
+        assert!(matches!(endpoint("http://u:p@h/v1"), Err(ProviderError::InvalidBaseUrl { .. })));
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_key() {
+        let mut config = OpenAiConfig::new("openai", "m", "http://127.0.0.1:1/v1");
+        config.api_key = Some("sk-secret".into());
+        config.headers.push(("x-token".into(), "also-secret".into()));
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("sk-secret") && !shown.contains("also-secret"), "{shown}");
+        let model = OpenAiCompatible::new(config, None).unwrap();
+        let shown = format!("{model:?}");
+        assert!(!shown.contains("sk-secret"), "{shown}");
+    }
+
+    #[test]
+    fn echoed_keys_are_scrubbed_from_messages() {
+        let mut config = OpenAiConfig::new("openai", "m", "http://127.0.0.1:1/v1");
+        config.api_key = Some("sk-secret".into());
+        let model = OpenAiCompatible::new(config, None).unwrap();
+        let info = ErrorInfo { message: Some("Incorrect API key provided: sk-secret".into()), ..ErrorInfo::default() };
+        let failure = model.classify(401, &info, None, "m");
+        assert_eq!(failure.error.kind, ModelErrorKind::Auth);
+        assert!(!failure.error.message.contains("sk-secret"), "{}", failure.error.message);
+        assert!(failure.error.message.contains("<redacted>"));
+    }
+
+    #[test]
+    fn statuses_map_to_kinds() {
+        let model = OpenAiCompatible::new(OpenAiConfig::new("vllm", "m", "http://127.0.0.1:1/v1"), None).unwrap();
+        let none = ErrorInfo::default();
+        let kind = |status, info: &ErrorInfo| model.classify(status, info, None, "m").error.kind;
+        assert_eq!(kind(403, &none), ModelErrorKind::Auth);
+        assert_eq!(kind(404, &none), ModelErrorKind::UnknownModel);
+        assert_eq!(kind(408, &none), ModelErrorKind::Timeout);
+        assert_eq!(kind(422, &none), ModelErrorKind::BadRequest);
+        assert_eq!(kind(503, &none), ModelErrorKind::ServerError);
+        assert_eq!(kind(302, &none), ModelErrorKind::InvalidResponse);
+        let quota = ErrorInfo { code: Some("insufficient_quota".into()), ..ErrorInfo::default() };
+        let failure = model.classify(429, &quota, None, "m");
+        assert_eq!(failure.error.kind, ModelErrorKind::RateLimited);
+        assert!(!failure.retryable, "an empty quota does not refill by waiting");
+        let missing = ErrorInfo { message: Some("The model `m` does not exist.".into()), ..ErrorInfo::default() };
+        assert_eq!(kind(400, &missing), ModelErrorKind::UnknownModel);
+    }
+}
