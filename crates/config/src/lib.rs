@@ -1,1 +1,101 @@
-//! placeholder
+//! Agent files: loading and validating the TOML that declares an agent (its
+//! model, prompt, limits and tools) and resolving it into the
+//! [`rein_types::AgentSpec`] whose hash is the agent's version.
+//!
+//! Two entry points: [`load_agent`] for running an agent (fails on any error)
+//! and [`validate_agent`] for `rein validate` and editors (collects every
+//! error and warning). Every [`Diagnostic`] names the file, line, column and
+//! dotted key it is about. The file format is documented in `FORMAT.md` next
+//! to this crate's `Cargo.toml`.
+//!
+//! Secrets never pass through here: `${VAR}` references stay as written and
+//! are expanded by the tools and providers when a call is made.
+
+mod diagnostic;
+mod duration;
+mod load;
+mod prices;
+mod reader;
+mod schema;
+mod source;
+mod templates;
+mod tools;
+
+pub use diagnostic::{ConfigError, Diagnostic, Report, Severity};
+pub(crate) use load::EnvRef;
+pub use prices::{PriceTable, lookup_price, price_table};
+pub use tools::{HANDOFF_TOOL_NAME, handoff_tool};
+
+use rein_types::{AgentSpec, ProviderDecl, ToolImpl, ToolSpec};
+use std::path::{Path, PathBuf};
+
+/// An agent file, resolved and checked: ready to run.
+#[derive(Debug, Clone)]
+pub struct LoadedAgent {
+    /// The agent file, as given.
+    pub path: PathBuf,
+    /// The resolved spec; `spec.version()` is the agent's version.
+    /// `spec.tools` lists the tools in declaration order (included files in
+    /// include order, then the agent file's own, then `handoff_to_human`);
+    /// `spec.extra` holds `{ "provider": ProviderDecl, "tools": { name:
+    /// ToolImpl } }` so that implementation changes change the version.
+    pub spec: AgentSpec,
+    /// How to reach the model's provider.
+    pub provider: ProviderDecl,
+    /// Each tool's spec with its implementation, in the order of
+    /// `spec.tools`.
+    pub tools: Vec<DeclaredTool>,
+    /// Warnings found while loading; the agent runs regardless.
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// A tool as the agent file declares it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeclaredTool {
+    pub spec: ToolSpec,
+    pub implementation: ToolImpl,
+}
+
+/// Loads the agent file at `path`, its prompt file and included tool files.
+///
+/// # Errors
+///
+/// [`ConfigError::Io`] if the agent file cannot be read;
+/// [`ConfigError::Invalid`] with every diagnostic (warnings included) if
+/// anything in it, or in a file it refers to, is invalid.
+pub fn load_agent(path: &Path) -> Result<LoadedAgent, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.to_path_buf(), source })?;
+    load::validate_text(path, text).into_result()
+}
+
+/// Like [`load_agent`], for agent text that is not (or not yet) in a file.
+/// `path` names it in diagnostics and anchors relative paths (prompt file,
+/// includes, databases); it is not read.
+///
+/// # Errors
+///
+/// [`ConfigError::Invalid`] with every diagnostic if the agent is invalid.
+pub fn load_agent_str(path: &Path, text: &str) -> Result<LoadedAgent, ConfigError> {
+    load::validate_text(path, text.to_string()).into_result()
+}
+
+/// Checks the agent file at `path` and reports every error and warning,
+/// rather than stopping at the first. An unreadable file gives a report with
+/// a single error that has no line.
+pub fn validate_agent(path: &Path) -> Report {
+    match std::fs::read_to_string(path) {
+        Ok(text) => load::validate_text(path, text),
+        Err(e) => Report {
+            path: path.to_path_buf(),
+            diagnostics: vec![Diagnostic {
+                severity: Severity::Error,
+                file: path.to_path_buf(),
+                line: 0,
+                column: 0,
+                key: String::new(),
+                message: format!("cannot read the agent file: {e}"),
+            }],
+            agent: None,
+        },
+    }
+}

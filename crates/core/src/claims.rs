@@ -49,7 +49,7 @@ fn claims_action(sentence: &str) -> bool {
                 let mut next = rest.split_whitespace().take(2);
                 let first = next.next().unwrap_or("").trim_matches(|c: char| !c.is_alphanumeric() && c != '-');
                 let second = next.next().unwrap_or("").trim_matches(|c: char| !c.is_alphanumeric() && c != '-');
-                if ACTION_VERBS.contains(&first) || (first.ends_with("ly") && ACTION_VERBS.contains(&second)) {
+                if ACTION_VERBS.contains(&first) || (is_adverb(first) && ACTION_VERBS.contains(&second)) {
                     return true;
                 }
             }
@@ -57,6 +57,10 @@ fn claims_action(sentence: &str) -> bool {
         }
     }
     false
+}
+
+fn is_adverb(word: &str) -> bool {
+    word.ends_with("ly") || ["already", "just", "now", "also", "since", "then"].contains(&word)
 }
 
 #[cfg(test)]
