@@ -18,6 +18,8 @@
 //! written for the model to read and recover from. Only building a tool from a
 //! bad declaration fails, with a [`ToolBuildError`] for the agent's author.
 
+#![warn(missing_docs)]
+
 mod error;
 mod function;
 mod handoff;
