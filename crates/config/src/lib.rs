@@ -11,6 +11,8 @@
 //! Secrets never pass through here: `${VAR}` references stay as written and
 //! are expanded by the tools and providers when a call is made.
 
+#![deny(missing_docs)]
+
 mod diagnostic;
 mod duration;
 mod load;
@@ -23,7 +25,7 @@ mod tools;
 
 pub use diagnostic::{ConfigError, Diagnostic, Report, Severity};
 pub(crate) use load::EnvRef;
-pub use prices::{PriceTable, lookup_price, price_table};
+pub use prices::{PriceTable, lookup_price, price_for, price_table};
 pub use tools::{HANDOFF_TOOL_NAME, handoff_tool};
 
 use rein_types::{AgentSpec, ProviderDecl, ToolImpl, ToolSpec};
@@ -42,6 +44,10 @@ pub struct LoadedAgent {
     pub spec: AgentSpec,
     /// How to reach the model's provider.
     pub provider: ProviderDecl,
+    /// The agent file's own `[prices]` entries. `spec.price` is already
+    /// resolved; this is for re-pricing when the model is overridden (see
+    /// [`price_for`]).
+    pub prices: PriceTable,
     /// Each tool's spec with its implementation, in the order of
     /// `spec.tools`.
     pub tools: Vec<DeclaredTool>,
@@ -52,7 +58,9 @@ pub struct LoadedAgent {
 /// A tool as the agent file declares it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeclaredTool {
+    /// What the model and the runtime know about the tool.
     pub spec: ToolSpec,
+    /// How it runs: HTTP, SQL, or the built-in handoff.
     pub implementation: ToolImpl,
 }
 
