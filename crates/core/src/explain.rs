@@ -111,7 +111,13 @@ pub fn invalid_calls(count: u32, messages: &[Message]) -> String {
     )
 }
 
-pub fn limit_reached(limit: LimitKind, detail: &str, limits: &Limits, partial: &[PartialResult], last_text: Option<&str>) -> String {
+pub fn limit_reached(
+    limit: LimitKind,
+    detail: &str,
+    limits: &Limits,
+    partial: &[PartialResult],
+    last_text: Option<&str>,
+) -> String {
     let what_to_do = match limit {
         LimitKind::MaxSteps => format!(
             "If the task really needs more steps, raise [limits] max_steps (now {}); otherwise narrow the task or make the tools return what the agent needs in fewer calls.",

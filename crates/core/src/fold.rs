@@ -205,24 +205,34 @@ pub fn outcome_of(events: &[Event]) -> Option<RunOutcome> {
         _ => None,
     })?;
     events.iter().rev().find_map(|e| match &e.kind {
-        EventKind::RunFinished { status, output, reason, explanation, limit, partial_results, unbacked_claims, steps, usage, cost_usd, duration_ms } => {
-            Some(RunOutcome {
-                run_id,
-                agent: agent.clone(),
-                agent_version: version.clone(),
-                status: *status,
-                output: output.clone(),
-                reason: reason.clone(),
-                explanation: explanation.clone(),
-                limit: *limit,
-                partial_results: partial_results.clone(),
-                unbacked_claims: unbacked_claims.clone(),
-                steps: *steps,
-                usage: *usage,
-                cost_usd: *cost_usd,
-                duration_ms: *duration_ms,
-            })
-        }
+        EventKind::RunFinished {
+            status,
+            output,
+            reason,
+            explanation,
+            limit,
+            partial_results,
+            unbacked_claims,
+            steps,
+            usage,
+            cost_usd,
+            duration_ms,
+        } => Some(RunOutcome {
+            run_id,
+            agent: agent.clone(),
+            agent_version: version.clone(),
+            status: *status,
+            output: output.clone(),
+            reason: reason.clone(),
+            explanation: explanation.clone(),
+            limit: *limit,
+            partial_results: partial_results.clone(),
+            unbacked_claims: unbacked_claims.clone(),
+            steps: *steps,
+            usage: *usage,
+            cost_usd: *cost_usd,
+            duration_ms: *duration_ms,
+        }),
         _ => None,
     })
 }

@@ -71,12 +71,25 @@ pub struct ApprovalRequest {
 /// A human's decision on one [`ApprovalRequest`].
 #[derive(Debug, Clone)]
 pub enum ApprovalDecision {
-    Approve { call_id: String, by: String },
-    Reject { call_id: String, by: String, reason: Option<String> },
+    Approve {
+        call_id: String,
+        by: String,
+    },
+    Reject {
+        call_id: String,
+        by: String,
+        reason: Option<String>,
+    },
     /// Approve with changed arguments (validated against the tool's schema).
-    Edit { call_id: String, by: String, arguments: Value },
+    Edit {
+        call_id: String,
+        by: String,
+        arguments: Value,
+    },
     /// Nobody can decide now (no terminal, no approver configured).
-    Unavailable { call_id: String },
+    Unavailable {
+        call_id: String,
+    },
 }
 
 impl ApprovalDecision {
@@ -254,16 +267,7 @@ impl RunMachine {
         self.emit(
             &mut events,
             now_ms,
-            EventKind::ModelResponded {
-                step,
-                text,
-                tool_calls,
-                usage,
-                cost_usd,
-                latency_ms,
-                finish_reason,
-                served_by,
-            },
+            EventKind::ModelResponded { step, text, tool_calls, usage, cost_usd, latency_ms, finish_reason, served_by },
         );
         // Budgets are checked again with the real figures: a provider that
         // ignores the output cap must not let the run overspend silently.
@@ -334,38 +338,118 @@ impl RunMachine {
             .map(|p| p.invocation.tool.clone());
         if let Some(tool) = undecided {
             let explanation = explain::approval_unavailable(&tool, self.partial_results.len());
-            let effect = self.finish(&mut events, now_ms, RunStatus::Escalated, "approval_required".into(), explanation, None);
+            let effect =
+                self.finish(&mut events, now_ms, RunStatus::Escalated, "approval_required".into(), explanation, None);
             return Transition { events, effect };
         }
         for decision in decisions {
-            let Some(index) = self.pending.iter().position(|p| p.needs_approval && p.invocation.call_id == decision.call_id()) else {
+            let Some(index) =
+                self.pending.iter().position(|p| p.needs_approval && p.invocation.call_id == decision.call_id())
+            else {
                 continue;
             };
             let tool = self.pending[index].invocation.tool.clone();
             let call_id = self.pending[index].invocation.call_id.clone();
             match decision {
                 ApprovalDecision::Approve { by, .. } => {
-                    self.emit(&mut events, now_ms, EventKind::ApprovalDecided { step, call_id, tool, approved: true, by, note: None, edited_arguments: None });
+                    self.emit(
+                        &mut events,
+                        now_ms,
+                        EventKind::ApprovalDecided {
+                            step,
+                            call_id,
+                            tool,
+                            approved: true,
+                            by,
+                            note: None,
+                            edited_arguments: None,
+                        },
+                    );
                 }
                 ApprovalDecision::Edit { by, arguments, .. } => {
-                    let violations = self.plan.catalog.violations(self.pending[index].invocation.tool_index, &arguments);
+                    let violations =
+                        self.plan.catalog.violations(self.pending[index].invocation.tool_index, &arguments);
                     if violations.is_empty() {
-                        self.emit(&mut events, now_ms, EventKind::ApprovalDecided { step, call_id, tool, approved: true, by, note: Some("approved with edited arguments".into()), edited_arguments: Some(arguments) });
+                        self.emit(
+                            &mut events,
+                            now_ms,
+                            EventKind::ApprovalDecided {
+                                step,
+                                call_id,
+                                tool,
+                                approved: true,
+                                by,
+                                note: Some("approved with edited arguments".into()),
+                                edited_arguments: Some(arguments),
+                            },
+                        );
                     } else {
-                        let note = format!("edited arguments do not match the tool's schema: {}", violations.join("; "));
-                        self.emit(&mut events, now_ms, EventKind::ApprovalDecided { step, call_id: call_id.clone(), tool: tool.clone(), approved: false, by, note: Some(note.clone()), edited_arguments: None });
+                        let note =
+                            format!("edited arguments do not match the tool's schema: {}", violations.join("; "));
+                        self.emit(
+                            &mut events,
+                            now_ms,
+                            EventKind::ApprovalDecided {
+                                step,
+                                call_id: call_id.clone(),
+                                tool: tool.clone(),
+                                approved: false,
+                                by,
+                                note: Some(note.clone()),
+                                edited_arguments: None,
+                            },
+                        );
                         let message = explain::approval_rejected(&tool, Some(&note));
-                        self.emit(&mut events, now_ms, EventKind::ToolCallRejected { step, call_id, tool, reason: RejectReason::ApprovalRejected, message });
+                        self.emit(
+                            &mut events,
+                            now_ms,
+                            EventKind::ToolCallRejected {
+                                step,
+                                call_id,
+                                tool,
+                                reason: RejectReason::ApprovalRejected,
+                                message,
+                            },
+                        );
                     }
                 }
                 ApprovalDecision::Reject { by, reason, .. } => {
-                    self.emit(&mut events, now_ms, EventKind::ApprovalDecided { step, call_id: call_id.clone(), tool: tool.clone(), approved: false, by, note: reason.clone(), edited_arguments: None });
+                    self.emit(
+                        &mut events,
+                        now_ms,
+                        EventKind::ApprovalDecided {
+                            step,
+                            call_id: call_id.clone(),
+                            tool: tool.clone(),
+                            approved: false,
+                            by,
+                            note: reason.clone(),
+                            edited_arguments: None,
+                        },
+                    );
                     let message = explain::approval_rejected(&tool, reason.as_deref());
-                    self.emit(&mut events, now_ms, EventKind::ToolCallRejected { step, call_id, tool, reason: RejectReason::ApprovalRejected, message });
+                    self.emit(
+                        &mut events,
+                        now_ms,
+                        EventKind::ToolCallRejected {
+                            step,
+                            call_id,
+                            tool,
+                            reason: RejectReason::ApprovalRejected,
+                            message,
+                        },
+                    );
                 }
                 ApprovalDecision::Unavailable { .. } => {
                     let explanation = explain::approval_unavailable(&tool, self.partial_results.len());
-                    let effect = self.finish(&mut events, now_ms, RunStatus::Escalated, "approval_required".into(), explanation, None);
+                    let effect = self.finish(
+                        &mut events,
+                        now_ms,
+                        RunStatus::Escalated,
+                        "approval_required".into(),
+                        explanation,
+                        None,
+                    );
                     return Transition { events, effect };
                 }
             }
@@ -377,7 +461,8 @@ impl RunMachine {
     /// The run's wall-clock limit passed while an effect was in progress.
     pub fn on_deadline(&mut self, now_ms: u64) -> Transition {
         let mut events = Vec::with_capacity(2);
-        let effect = self.limit(&mut events, now_ms, LimitKind::Timeout, policy::timeout_detail(&self.plan.spec.limits));
+        let effect =
+            self.limit(&mut events, now_ms, LimitKind::Timeout, policy::timeout_detail(&self.plan.spec.limits));
         Transition { events, effect }
     }
 
@@ -466,21 +551,51 @@ impl RunMachine {
             let ToolCall { id: ToolCallId(call_id), name, arguments: raw_arguments } = call;
             let Some(tool_index) = self.plan.catalog.index_of(&name) else {
                 let message = explain::unknown_tool(&name, &self.plan.catalog.names());
-                self.emit(events, now_ms, EventKind::ToolCallRejected { step, call_id, tool: name, reason: RejectReason::UnknownTool, message });
+                self.emit(
+                    events,
+                    now_ms,
+                    EventKind::ToolCallRejected {
+                        step,
+                        call_id,
+                        tool: name,
+                        reason: RejectReason::UnknownTool,
+                        message,
+                    },
+                );
                 continue;
             };
             let arguments: Value = match parse_arguments(&raw_arguments) {
                 Ok(value) => value,
                 Err(error) => {
                     let message = explain::malformed_arguments(&name, &error);
-                    self.emit(events, now_ms, EventKind::ToolCallRejected { step, call_id, tool: name, reason: RejectReason::MalformedArguments, message });
+                    self.emit(
+                        events,
+                        now_ms,
+                        EventKind::ToolCallRejected {
+                            step,
+                            call_id,
+                            tool: name,
+                            reason: RejectReason::MalformedArguments,
+                            message,
+                        },
+                    );
                     continue;
                 }
             };
             let violations = self.plan.catalog.violations(tool_index, &arguments);
             if !violations.is_empty() {
                 let message = explain::invalid_arguments(&name, &violations);
-                self.emit(events, now_ms, EventKind::ToolCallRejected { step, call_id, tool: name, reason: RejectReason::InvalidArguments, message });
+                self.emit(
+                    events,
+                    now_ms,
+                    EventKind::ToolCallRejected {
+                        step,
+                        call_id,
+                        tool: name,
+                        reason: RejectReason::InvalidArguments,
+                        message,
+                    },
+                );
                 continue;
             }
             let key = canonical_call_key(&name, &arguments);
@@ -490,7 +605,17 @@ impl RunMachine {
                     return self.limit(events, now_ms, LimitKind::RepeatedAction, detail);
                 }
                 let message = explain::repeated_call(&name, seen.step, seen.observation.as_deref());
-                self.emit(events, now_ms, EventKind::ToolCallRejected { step, call_id, tool: name, reason: RejectReason::RepeatedCall, message });
+                self.emit(
+                    events,
+                    now_ms,
+                    EventKind::ToolCallRejected {
+                        step,
+                        call_id,
+                        tool: name,
+                        reason: RejectReason::RepeatedCall,
+                        message,
+                    },
+                );
                 continue;
             }
             let spec = self.plan.catalog.spec(tool_index);
@@ -498,7 +623,11 @@ impl RunMachine {
                 && self.calls_per_tool.get(&tool_index).copied().unwrap_or(0) >= max
             {
                 let message = explain::call_limit(&name, max);
-                self.emit(events, now_ms, EventKind::ToolCallRejected { step, call_id, tool: name, reason: RejectReason::CallLimit, message });
+                self.emit(
+                    events,
+                    now_ms,
+                    EventKind::ToolCallRejected { step, call_id, tool: name, reason: RejectReason::CallLimit, message },
+                );
                 continue;
             }
             let risk = spec.risk;
@@ -517,12 +646,21 @@ impl RunMachine {
                 },
             );
             if name == HANDOFF_TOOL {
-                let reason = arguments.get("reason").and_then(Value::as_str).unwrap_or("the agent asked for a human").to_owned();
+                let reason =
+                    arguments.get("reason").and_then(Value::as_str).unwrap_or("the agent asked for a human").to_owned();
                 let explanation = explain::handed_off(&reason, self.partial_results.len());
                 return self.finish(events, now_ms, RunStatus::Escalated, "handoff".into(), explanation, None);
             }
             self.pending.push(PendingCall {
-                invocation: ToolInvocation { step, call_id, tool_index, tool: name, arguments, idempotency_key, timeout_ms: tool_timeout_ms },
+                invocation: ToolInvocation {
+                    step,
+                    call_id,
+                    tool_index,
+                    tool: name,
+                    arguments,
+                    idempotency_key,
+                    timeout_ms: tool_timeout_ms,
+                },
                 needs_approval,
             });
         }
@@ -568,12 +706,20 @@ impl RunMachine {
     fn after_step(&mut self, events: &mut Vec<Event>, now_ms: u64) -> Effect {
         if let Some(output) = self.stop_tool_output.take() {
             let explanation = String::from("A stop-condition tool succeeded, so the run ended with its result.");
-            return self.finish(events, now_ms, RunStatus::Succeeded, "stop_condition".into(), explanation, Some(output));
+            return self.finish(
+                events,
+                now_ms,
+                RunStatus::Succeeded,
+                "stop_condition".into(),
+                explanation,
+                Some(output),
+            );
         }
         let limits = &self.plan.spec.limits;
         if self.consecutive_tool_errors >= limits.max_tool_errors {
             let (tool, error) = self.last_tool_error.clone().unwrap_or_default();
-            let explanation = explain::tool_cascade(self.consecutive_tool_errors, &tool, &error, self.partial_results.len());
+            let explanation =
+                explain::tool_cascade(self.consecutive_tool_errors, &tool, &error, self.partial_results.len());
             return self.finish(events, now_ms, RunStatus::Failed, "tool_errors".into(), explanation, None);
         }
         if self.consecutive_invalid >= limits.max_invalid_calls {
@@ -590,15 +736,43 @@ impl RunMachine {
     fn limit(&mut self, events: &mut Vec<Event>, now_ms: u64, limit: LimitKind, detail: String) -> Effect {
         let step = self.step;
         self.emit(events, now_ms, EventKind::LimitHit { step, limit, detail: detail.clone() });
-        let explanation = explain::limit_reached(limit, &detail, &self.plan.spec.limits, &self.partial_results, self.last_text.as_deref());
+        let explanation = explain::limit_reached(
+            limit,
+            &detail,
+            &self.plan.spec.limits,
+            &self.partial_results,
+            self.last_text.as_deref(),
+        );
         self.finish_with_limit(events, now_ms, explanation, limit)
     }
 
-    fn finish_with_limit(&mut self, events: &mut Vec<Event>, now_ms: u64, explanation: String, limit: LimitKind) -> Effect {
-        self.finish_inner(events, now_ms, RunStatus::LimitReached, limit.as_str().into(), explanation, Some(limit), None)
+    fn finish_with_limit(
+        &mut self,
+        events: &mut Vec<Event>,
+        now_ms: u64,
+        explanation: String,
+        limit: LimitKind,
+    ) -> Effect {
+        self.finish_inner(
+            events,
+            now_ms,
+            RunStatus::LimitReached,
+            limit.as_str().into(),
+            explanation,
+            Some(limit),
+            None,
+        )
     }
 
-    fn finish(&mut self, events: &mut Vec<Event>, now_ms: u64, status: RunStatus, reason: String, explanation: String, output: Option<String>) -> Effect {
+    fn finish(
+        &mut self,
+        events: &mut Vec<Event>,
+        now_ms: u64,
+        status: RunStatus,
+        reason: String,
+        explanation: String,
+        output: Option<String>,
+    ) -> Effect {
         self.finish_inner(events, now_ms, status, reason, explanation, None, output)
     }
 
@@ -720,7 +894,11 @@ impl RunMachine {
                         self.step_added_information = true;
                     }
                 }
-                self.push_message(Message::Tool { call_id: ToolCallId(call_id.clone()), name: tool.clone(), content: message.clone() });
+                self.push_message(Message::Tool {
+                    call_id: ToolCallId(call_id.clone()),
+                    name: tool.clone(),
+                    content: message.clone(),
+                });
                 self.resolve_call();
             }
             EventKind::ApprovalDecided { call_id, edited_arguments: Some(arguments), approved: true, .. } => {
@@ -746,12 +924,16 @@ impl RunMachine {
                 match outcome {
                     ToolOutcome::Ok { data, .. } => {
                         self.consecutive_tool_errors = 0;
-                        if let Some(index) = index {
-                            if self.plan.catalog.spec(index).risk != RiskTier::Read {
-                                self.successful_changes += 1;
-                            }
+                        if let Some(index) = index
+                            && self.plan.catalog.spec(index).risk != RiskTier::Read
+                        {
+                            self.successful_changes += 1;
                         }
-                        self.partial_results.push(PartialResult { step: self.step, tool: tool.clone(), data: data.clone() });
+                        self.partial_results.push(PartialResult {
+                            step: self.step,
+                            tool: tool.clone(),
+                            data: data.clone(),
+                        });
                         if self.plan.spec.stop.after_tools.iter().any(|t| t == tool) {
                             self.stop_tool_output = Some(match data {
                                 Value::String(text) => text.clone(),
@@ -765,10 +947,26 @@ impl RunMachine {
                     }
                 }
                 self.pending.retain(|p| p.invocation.call_id != *call_id);
-                self.push_message(Message::Tool { call_id: ToolCallId(call_id.clone()), name: tool.clone(), content: observation });
+                self.push_message(Message::Tool {
+                    call_id: ToolCallId(call_id.clone()),
+                    name: tool.clone(),
+                    content: observation,
+                });
                 self.resolve_call();
             }
-            EventKind::RunFinished { status, output, reason, explanation, limit, partial_results, unbacked_claims, steps, usage, cost_usd, duration_ms } => {
+            EventKind::RunFinished {
+                status,
+                output,
+                reason,
+                explanation,
+                limit,
+                partial_results,
+                unbacked_claims,
+                steps,
+                usage,
+                cost_usd,
+                duration_ms,
+            } => {
                 self.outcome = Some(RunOutcome {
                     run_id: self.run_id,
                     agent: self.plan.spec.name.clone(),

@@ -49,9 +49,9 @@ pub fn timeout_detail(limits: &Limits) -> String {
 }
 
 pub fn human_duration(ms: u64) -> String {
-    if ms % 60_000 == 0 && ms >= 60_000 {
+    if ms.is_multiple_of(60_000) && ms >= 60_000 {
         format!("{} min", ms / 60_000)
-    } else if ms % 1000 == 0 {
+    } else if ms.is_multiple_of(1000) {
         format!("{} s", ms / 1000)
     } else {
         format!("{ms} ms")

@@ -28,7 +28,7 @@
 //!     |args: Lookup, _ctx| async move {
 //!         if args.email.ends_with("@acme.com") { Ok(serde_json::json!({ "plan": "pro" })) }
 //!         else { Err(ToolError::new("no customer with that email").with_hint("check the address")) }
-//!     });
+//!     })?;
 //! // A scripted model (from the rein-testkit crate) stands in for a provider here;
 //! // in production use rein::providers::build_model or any `Model`.
 //! let model = ScriptedModel::new([
@@ -46,7 +46,7 @@
 mod load;
 
 pub use load::{LoadError, LoadedAgent, Overrides, load_agent};
-pub use rein_core::{AgentPlan, RunRecord};
+pub use rein_core::{AgentPlan, CallRecord, RunRecord, StepRecord};
 pub use rein_runtime::{
     Agent, AgentBuilder, ApprovalDecision, ApprovalRequest, Approver, CancellationToken, Hooks, NoApprover, RunInfo,
     RunOptions, Runtime, RuntimeError,
@@ -54,9 +54,9 @@ pub use rein_runtime::{
 pub use rein_tools::{FnTool, ToolError};
 pub use rein_types::*;
 
+/// Agent-file loading and validation.
+pub use rein_config as config;
 /// Providers (`OpenAiCompatible`, `build_model`).
 pub use rein_providers as providers;
 /// The SQLite journal.
 pub use rein_store as store;
-/// Agent-file loading and validation.
-pub use rein_config as config;

@@ -29,7 +29,11 @@ impl Agent {
     /// Assembles an agent from a resolved spec (as loaded from TOML) and the
     /// implementations of its tools. Every tool in the spec needs an
     /// implementation, except the built-in handoff.
-    pub fn from_spec(spec: AgentSpec, model: Arc<dyn Model>, implementations: Vec<Arc<dyn Tool>>) -> Result<Self, RuntimeError> {
+    pub fn from_spec(
+        spec: AgentSpec,
+        model: Arc<dyn Model>,
+        implementations: Vec<Arc<dyn Tool>>,
+    ) -> Result<Self, RuntimeError> {
         let plan = AgentPlan::new(spec).map_err(|e| RuntimeError::InvalidAgent(e.to_string()))?;
         let mut tools: Vec<Option<Arc<dyn Tool>>> = Vec::with_capacity(plan.catalog.len());
         for spec in plan.catalog.specs() {

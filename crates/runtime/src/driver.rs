@@ -77,10 +77,16 @@ impl Runtime {
         self.run_with(agent, input, RunOptions::default()).await
     }
 
-    pub async fn run_with(&self, agent: &Agent, input: impl Into<String>, options: RunOptions) -> Result<RunOutcome, RuntimeError> {
+    pub async fn run_with(
+        &self,
+        agent: &Agent,
+        input: impl Into<String>,
+        options: RunOptions,
+    ) -> Result<RunOutcome, RuntimeError> {
         let run_id = options.run_id.unwrap_or_default();
         let cancel = options.cancel.unwrap_or_default();
-        let (mut machine, mut transition) = RunMachine::start(agent.plan.clone(), run_id, input.into(), self.clock.now_ms());
+        let (mut machine, mut transition) =
+            RunMachine::start(agent.plan.clone(), run_id, input.into(), self.clock.now_ms());
         loop {
             self.record(&machine, agent, &transition).await?;
             transition = match transition.effect {
@@ -158,7 +164,13 @@ impl Runtime {
         }
     }
 
-    async fn call_tools(&self, agent: &Agent, machine: &mut RunMachine, calls: Vec<ToolInvocation>, cancel: &CancellationToken) -> Transition {
+    async fn call_tools(
+        &self,
+        agent: &Agent,
+        machine: &mut RunMachine,
+        calls: Vec<ToolInvocation>,
+        cancel: &CancellationToken,
+    ) -> Transition {
         let info = RunInfo { run_id: machine.run_id(), agent: agent.name(), step: machine.step() };
         let run_id = machine.run_id();
         let time_left = self.time_left(machine);

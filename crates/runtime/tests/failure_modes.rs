@@ -40,7 +40,9 @@ impl TestTool {
     }
 
     fn lookup() -> Self {
-        Self::new("lookup", RiskTier::Read, |args| ToolOutcome::ok(json!({"value": format!("v-{}", args["key"].as_str().unwrap_or(""))})))
+        Self::new("lookup", RiskTier::Read, |args| {
+            ToolOutcome::ok(json!({"value": format!("v-{}", args["key"].as_str().unwrap_or(""))}))
+        })
     }
 
     fn counter(&self) -> Arc<AtomicUsize> {
@@ -84,9 +86,17 @@ fn tool_messages(transcript: &[Message]) -> Vec<String> {
 
 #[tokio::test]
 async fn happy_path_journals_every_step_and_succeeds() {
-    let model = Arc::new(ScriptedModel::new([scripted::call("lookup", json!({"key": "a"})), scripted::text("The value is v-a.")]));
+    let model = Arc::new(ScriptedModel::new([
+        scripted::call("lookup", json!({"key": "a"})),
+        scripted::text("The value is v-a."),
+    ]));
     let tool = TestTool::lookup();
-    let agent = Agent::builder("happy").system_prompt("Look things up.").shared_model(model.clone()).tool(tool).build().unwrap();
+    let agent = Agent::builder("happy")
+        .system_prompt("Look things up.")
+        .shared_model(model.clone())
+        .tool(tool)
+        .build()
+        .unwrap();
     let (runtime, journal) = runtime();
     let outcome = runtime.run(&agent, "what is a?").await.unwrap();
 
@@ -362,7 +372,8 @@ async fn wall_clock_timeout_stops_a_slow_model_with_partial_results() {
 
 #[tokio::test]
 async fn a_slow_tool_times_out_as_a_readable_observation() {
-    let model = Arc::new(ScriptedModel::new([scripted::call("lookup", json!({"key": "a"})), scripted::text("gave up")]));
+    let model =
+        Arc::new(ScriptedModel::new([scripted::call("lookup", json!({"key": "a"})), scripted::text("gave up")]));
     let mut tool = TestTool::lookup();
     tool.delay = Some(Duration::from_secs(30));
     let limits = Limits { tool_timeout_ms: 100, ..Limits::default() };
@@ -416,7 +427,8 @@ async fn parallel_calls_from_one_turn_run_concurrently() {
 
 #[tokio::test]
 async fn handoff_escalates_with_the_reason() {
-    let model = ScriptedModel::new([scripted::call("handoff_to_human", json!({"reason": "customer asks for a refund"}))]);
+    let model =
+        ScriptedModel::new([scripted::call("handoff_to_human", json!({"reason": "customer asks for a refund"}))]);
     let agent = Agent::builder("support").model(model).tool(TestTool::lookup()).build().unwrap();
     let (runtime, _) = runtime();
     let outcome = runtime.run(&agent, "I want my money back").await.unwrap();
@@ -426,7 +438,8 @@ async fn handoff_escalates_with_the_reason() {
 }
 
 fn dangerous_tool() -> TestTool {
-    let mut tool = TestTool::new("send_email", RiskTier::Dangerous, |args| ToolOutcome::ok(json!({"sent_to": args["key"]})));
+    let mut tool =
+        TestTool::new("send_email", RiskTier::Dangerous, |args| ToolOutcome::ok(json!({"sent_to": args["key"]})));
     assert_eq!(tool.spec.approval, Approval::Required, "dangerous tools need approval by default");
     tool.spec.description = "Send an email".into();
     tool
@@ -445,13 +458,15 @@ async fn dangerous_call_without_an_approver_escalates_and_does_not_run() {
     assert_eq!(calls.load(Ordering::SeqCst), 0);
 }
 
-struct ScriptedApprover(Mutex<Vec<Box<dyn Fn(&ApprovalRequest) -> ApprovalDecision + Send>>>);
+type Decide = Box<dyn Fn(&ApprovalRequest) -> ApprovalDecision + Send>;
+
+struct ScriptedApprover(Mutex<Vec<Decide>>);
 
 #[async_trait]
 impl Approver for ScriptedApprover {
     async fn decide(&self, _run: RunId, requests: &[ApprovalRequest]) -> Vec<ApprovalDecision> {
         let decide = self.0.lock().unwrap().remove(0);
-        requests.iter().map(|r| decide(r)).collect()
+        requests.iter().map(decide).collect()
     }
 }
 
@@ -558,7 +573,8 @@ async fn a_call_is_journaled_before_the_tool_runs() {
     let seen = Arc::new(Mutex::new(false));
     let spec = TestTool::lookup().spec.clone();
     let model = ScriptedModel::new([scripted::call("lookup", json!({"key": "a"})), scripted::text("ok")]);
-    let agent = Agent::builder("witness").model(model).tool(Witness(spec, journal.clone(), seen.clone())).build().unwrap();
+    let agent =
+        Agent::builder("witness").model(model).tool(Witness(spec, journal.clone(), seen.clone())).build().unwrap();
     runtime.run(&agent, "go").await.unwrap();
     assert!(*seen.lock().unwrap(), "the tool saw its own tool_call_requested event in the journal");
 }
@@ -573,6 +589,10 @@ async fn the_agent_version_is_recorded_on_the_run() {
     let started = &events(&journal, outcome.run_id).await[0];
     assert!(matches!(started, EventKind::RunStarted { agent_version, .. } if agent_version == agent.version()));
 
-    let other = Agent::builder("versioned").system_prompt("v2").model(ScriptedModel::new([scripted::text("hi")])).build().unwrap();
+    let other = Agent::builder("versioned")
+        .system_prompt("v2")
+        .model(ScriptedModel::new([scripted::text("hi")]))
+        .build()
+        .unwrap();
     assert_ne!(other.version(), agent.version());
 }

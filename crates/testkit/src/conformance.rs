@@ -78,7 +78,12 @@ pub fn model_requested(run: RunId, seq: u64, at_ms: u64, step: u32) -> Event {
         run_id: run,
         seq,
         at_ms,
-        kind: EventKind::ModelRequested { step, model: "mock:scripted".into(), messages: 2 + step, estimated_tokens: 900 },
+        kind: EventKind::ModelRequested {
+            step,
+            model: "mock:scripted".into(),
+            messages: 2 + step,
+            estimated_tokens: 900,
+        },
     }
 }
 
@@ -213,7 +218,11 @@ pub fn every_kind(run: RunId, at_ms: u64) -> Vec<Event> {
             duration_ms: 1_500,
         },
     ];
-    kinds.into_iter().enumerate().map(|(seq, kind)| Event { run_id: run, seq: seq as u64, at_ms: at_ms + seq as u64, kind }).collect()
+    kinds
+        .into_iter()
+        .enumerate()
+        .map(|(seq, kind)| Event { run_id: run, seq: seq as u64, at_ms: at_ms + seq as u64, kind })
+        .collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -235,8 +244,11 @@ pub async fn append_then_read_in_order(journal: &dyn Journal) {
         model_responded(a, 4, 1_004, 2, usage, 0.5),
         run_finished(a, 5, 1_005, RunStatus::Succeeded, 2, usage, 1.0),
     ];
-    let b_events =
-        vec![run_started(b, 0, 2_000, "reader", "other"), model_requested(b, 1, 2_001, 1), model_requested(b, 2, 2_002, 2)];
+    let b_events = vec![
+        run_started(b, 0, 2_000, "reader", "other"),
+        model_requested(b, 1, 2_001, 1),
+        model_requested(b, 2, 2_002, 2),
+    ];
 
     ok(journal.append(&a_events[0..2]).await, "append a[0..2]");
     ok(journal.append(&b_events[0..1]).await, "append b[0..1]");
@@ -288,13 +300,18 @@ pub async fn duplicate_seq_is_rejected_atomically(journal: &dyn Journal) {
     let clash_within = [model_responded(run, 2, 1_103, 1, usage, 0.25), model_responded(run, 2, 1_104, 1, usage, 0.25)];
     assert_storage_error(journal.append(&clash_within).await, "a batch repeating a seq within itself");
 
-    let clash_across_runs = [model_responded(run, 2, 1_105, 1, usage, 0.25), run_started(other, 0, 2_100, "dup", "again")];
+    let clash_across_runs =
+        [model_responded(run, 2, 1_105, 1, usage, 0.25), run_started(other, 0, 2_100, "dup", "again")];
     assert_storage_error(journal.append(&clash_across_runs).await, "a batch whose other run's event clashes");
 
     assert_eq!(ok(journal.events(run).await, "read run"), original, "failed batches left no events behind");
     assert_eq!(ok(journal.events(other).await, "read other").len(), 1, "failed batches left no events behind");
     assert_eq!(summary_of(journal, run).await, before, "failed batches left the summary as it was");
-    assert_eq!(summary_of(journal, other).await, other_before, "failed batches left other runs' summaries as they were");
+    assert_eq!(
+        summary_of(journal, other).await,
+        other_before,
+        "failed batches left other runs' summaries as they were"
+    );
 
     let next = model_responded(run, 2, 1_200, 1, usage, 0.25);
     ok(journal.append(std::slice::from_ref(&next)).await, "the journal still takes a valid batch after failures");
@@ -539,7 +556,8 @@ pub async fn concurrent_appenders(journal: Arc<dyn Journal>) {
     }
     let runs = join_all(tasks).await;
 
-    let listing = ok(journal.runs(&RunFilter { agent: Some("concurrent".into()), ..RunFilter::default() }).await, "list");
+    let listing =
+        ok(journal.runs(&RunFilter { agent: Some("concurrent".into()), ..RunFilter::default() }).await, "list");
     assert_eq!(listing.len(), TASKS as usize, "every concurrent run is listed");
     let responses = u64::from(BATCHES - 1);
     for (run, at) in runs {

@@ -147,7 +147,11 @@ impl Journal for MemoryJournal {
             return Err(JournalError::NotFound(id_or_prefix.to_string()));
         }
         if let Some(id) = RunId::parse(&wanted) {
-            return if state.runs.contains_key(&id) { Ok(id) } else { Err(JournalError::NotFound(id_or_prefix.into())) };
+            return if state.runs.contains_key(&id) {
+                Ok(id)
+            } else {
+                Err(JournalError::NotFound(id_or_prefix.into()))
+            };
         }
         let mut matches = state.runs.keys().filter(|id| id.to_string().starts_with(&wanted));
         match (matches.next(), matches.next()) {

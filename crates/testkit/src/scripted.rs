@@ -120,7 +120,8 @@ impl Model for ScriptedModel {
             transcripts.push(request.messages.to_vec());
         }
         let next = self.turns.lock().ok().and_then(|mut turns| turns.pop_front());
-        let mut turn = next.ok_or_else(|| failure(ModelErrorKind::BadRequest, "the scripted model has no more turns"))?;
+        let mut turn =
+            next.ok_or_else(|| failure(ModelErrorKind::BadRequest, "the scripted model has no more turns"))?;
         loop {
             match turn {
                 Turn::Respond(response) => return Ok(response),

@@ -89,9 +89,7 @@ impl fmt::Display for IdempotencyKey {
 pub struct ToolName(String);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "invalid tool name `{0}`: use 1 to 64 letters, digits, `_` or `-` (providers reject anything else)"
-)]
+#[error("invalid tool name `{0}`: use 1 to 64 letters, digits, `_` or `-` (providers reject anything else)")]
 pub struct ToolNameError(pub String);
 
 impl ToolName {

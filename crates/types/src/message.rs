@@ -46,10 +46,7 @@ impl Message {
             Message::System { text } | Message::User { text } => text.len(),
             Message::Assistant { text, tool_calls } => {
                 text.as_ref().map_or(0, String::len)
-                    + tool_calls
-                        .iter()
-                        .map(|c| c.name.len() + c.arguments.len() + c.id.0.len())
-                        .sum::<usize>()
+                    + tool_calls.iter().map(|c| c.name.len() + c.arguments.len() + c.id.0.len()).sum::<usize>()
             }
             Message::Tool { call_id, name, content } => call_id.0.len() + name.len() + content.len(),
         }

@@ -108,22 +108,33 @@ impl ModelError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self.kind,
-            ModelErrorKind::RateLimited | ModelErrorKind::ServerError | ModelErrorKind::Timeout | ModelErrorKind::Transport
+            ModelErrorKind::RateLimited
+                | ModelErrorKind::ServerError
+                | ModelErrorKind::Timeout
+                | ModelErrorKind::Transport
         )
     }
 
     /// What the operator should do about it.
     pub fn advice(&self) -> &'static str {
         match self.kind {
-            ModelErrorKind::Auth => "Check that the API key environment variable named in the agent's [model] section is set and valid.",
+            ModelErrorKind::Auth => {
+                "Check that the API key environment variable named in the agent's [model] section is set and valid."
+            }
             ModelErrorKind::UnknownModel => "Check the model name in the agent file against the provider's model list.",
-            ModelErrorKind::ContextTooLong => "Shorten the input or the system prompt, lower tool result sizes (max_result_bytes), or use a model with a larger context window.",
+            ModelErrorKind::ContextTooLong => {
+                "Shorten the input or the system prompt, lower tool result sizes (max_result_bytes), or use a model with a larger context window."
+            }
             ModelErrorKind::RateLimited => "The provider is rate-limiting this key; retry later or lower concurrency.",
             ModelErrorKind::ServerError => "The provider is failing; retry later or configure a fallback model.",
             ModelErrorKind::Timeout => "The provider did not answer in time; retry later or raise the model's timeout.",
             ModelErrorKind::Transport => "The provider could not be reached; check base_url and the network.",
-            ModelErrorKind::BadRequest => "The provider rejected the request; check the model parameters in the agent file.",
-            ModelErrorKind::InvalidResponse => "The provider answered with something rein could not read; check that base_url points at an OpenAI-compatible API.",
+            ModelErrorKind::BadRequest => {
+                "The provider rejected the request; check the model parameters in the agent file."
+            }
+            ModelErrorKind::InvalidResponse => {
+                "The provider answered with something rein could not read; check that base_url points at an OpenAI-compatible API."
+            }
         }
     }
 }

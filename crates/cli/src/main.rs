@@ -1,0 +1,83 @@
+//! The `rein` command-line interface. The only crate that uses `anyhow`:
+//! errors here are reported to a person, not handled.
+//!
+//! Exit codes: 0 the run succeeded; 1 it failed or was cancelled; 3 it was
+//! escalated to a human or stopped by a limit; 2 usage or configuration
+//! error.
+
+mod approve;
+mod cmd_run;
+mod cmd_runs;
+mod cmd_validate;
+mod progress;
+mod render;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Exit code for usage and configuration errors.
+pub const EXIT_USAGE: u8 = 2;
+
+#[derive(Parser)]
+#[command(name = "rein", version, about = "A runtime for AI agents in production: bounded, validated, journaled.")]
+struct Cli {
+    /// The journal database (SQLite file). Default: the user's data directory.
+    #[arg(long, global = true, env = "REIN_DB")]
+    db: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run an agent on one input.
+    Run(cmd_run::RunArgs),
+    /// Inspect journaled runs.
+    Runs {
+        #[command(subcommand)]
+        command: cmd_runs::RunsCommand,
+    },
+    /// Check an agent file and report every problem with file, line and key.
+    Validate(cmd_validate::ValidateArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let code = if error.use_stderr() { EXIT_USAGE } else { 0 };
+            let _ = error.print();
+            return ExitCode::from(code);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("REIN_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: could not start the async runtime: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    let db = cli.db.unwrap_or_else(rein::store::default_path);
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Run(args) => cmd_run::run(args, &db).await,
+            Command::Runs { command } => cmd_runs::run(command, &db).await,
+            Command::Validate(args) => cmd_validate::run(args),
+        }
+    });
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(1)
+        }
+    }
+}

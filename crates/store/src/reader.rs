@@ -1,0 +1,181 @@
+//! The read side: a small pool of read-only connections and the queries
+//! behind `events`, `runs` and `resolve`. In WAL mode readers see the last
+//! committed state without blocking the writer or each other, so reads never
+//! queue behind appends.
+
+use rein_types::{Event, JournalError, RunFilter, RunId, RunStatus, RunSummary, Usage};
+use rusqlite::{Connection, OpenFlags, Row, params};
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+/// Idle connections kept for reuse; more are opened under a burst of reads
+/// and closed after it.
+const MAX_IDLE: usize = 4;
+
+/// Read-only connections to one journal file.
+pub(crate) struct Readers {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl Readers {
+    pub(crate) fn new(path: PathBuf) -> Self {
+        Self { path, idle: Mutex::new(Vec::new()) }
+    }
+
+    /// Runs `query` on a pooled connection. Blocking: call it from
+    /// `spawn_blocking`.
+    pub(crate) fn with<T>(
+        &self,
+        query: impl FnOnce(&Connection) -> Result<T, JournalError>,
+    ) -> Result<T, JournalError> {
+        let pooled = self.idle.lock().map_err(|_| poisoned())?.pop();
+        let conn = match pooled {
+            Some(conn) => conn,
+            None => self.open()?,
+        };
+        let result = query(&conn);
+        let mut idle = self.idle.lock().map_err(|_| poisoned())?;
+        if idle.len() < MAX_IDLE {
+            idle.push(conn);
+        }
+        result
+    }
+
+    fn open(&self) -> Result<Connection, JournalError> {
+        let failed = |e: rusqlite::Error| {
+            JournalError::Storage(format!("cannot open journal {} for reading: {e}", self.path.display()))
+        };
+        // Not SQLITE_OPEN_READ_ONLY: a WAL reader may need to create the
+        // shared-memory index. `query_only` keeps it from writing instead.
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(failed)?;
+        conn.busy_timeout(crate::BUSY_TIMEOUT).map_err(failed)?;
+        conn.pragma_update(None, "query_only", true).map_err(failed)?;
+        Ok(conn)
+    }
+}
+
+fn poisoned() -> JournalError {
+    JournalError::Storage("journal read pool is poisoned by an earlier panic".into())
+}
+
+fn read_failed(error: rusqlite::Error) -> JournalError {
+    JournalError::Storage(format!("journal read failed: {error}"))
+}
+
+/// Every event of `run`, in seq order.
+pub(crate) fn events(conn: &Connection, run: RunId) -> Result<Vec<Event>, JournalError> {
+    let mut statement =
+        conn.prepare_cached("SELECT seq, body FROM events WHERE run_id = ?1 ORDER BY seq").map_err(read_failed)?;
+    let mut rows = statement.query([run.to_string()]).map_err(read_failed)?;
+    let mut events = Vec::new();
+    while let Some(row) = rows.next().map_err(read_failed)? {
+        let seq = u64::try_from(row.get::<_, i64>(0).map_err(read_failed)?).unwrap_or(0);
+        let corrupt = |message: String| JournalError::Corrupt { run, seq, message };
+        let body =
+            row.get_ref(1).map_err(read_failed)?.as_str().map_err(|e| corrupt(format!("body is not text: {e}")))?;
+        let event: Event =
+            serde_json::from_str(body).map_err(|e| corrupt(format!("body is not a journal event: {e}")))?;
+        // The body is authoritative, but a body filed under another key means
+        // something rewrote the file; do not hand it out as this run's.
+        if event.run_id != run || event.seq != seq {
+            return Err(corrupt(format!("body belongs to run {} seq {}", event.run_id, event.seq)));
+        }
+        events.push(event);
+    }
+    Ok(events)
+}
+
+/// One statement per filter shape rather than `(?1 IS NULL OR agent = ?1)`,
+/// which would stop SQLite from using the indexes. Each index also holds the
+/// primary key, so `started_at_ms DESC, run_id DESC` is a backwards index
+/// scan with no sort.
+macro_rules! select_runs {
+    ($where:literal) => {
+        concat!(
+            "SELECT run_id, agent, agent_version, status, started_at_ms, finished_at_ms, steps,
+                    input_tokens, output_tokens, cached_input_tokens, cost_usd, input_preview
+             FROM runs ",
+            $where,
+            " ORDER BY started_at_ms DESC, run_id DESC LIMIT ?3"
+        )
+    };
+}
+
+/// Runs matching `filter`, newest first.
+pub(crate) fn runs(conn: &Connection, filter: &RunFilter) -> Result<Vec<RunSummary>, JournalError> {
+    let sql = match (&filter.agent, filter.status) {
+        (None, None) => select_runs!(""),
+        (Some(_), None) => select_runs!("WHERE agent = ?1"),
+        (None, Some(_)) => select_runs!("WHERE status = ?2"),
+        (Some(_), Some(_)) => select_runs!("WHERE agent = ?1 AND status = ?2"),
+    };
+    // A negative limit is SQLite's "no limit".
+    let limit = filter.limit.map_or(-1, i64::from);
+    let mut statement = conn.prepare_cached(sql).map_err(read_failed)?;
+    let mut rows =
+        statement.query(params![filter.agent, filter.status.map(RunStatus::as_str), limit]).map_err(read_failed)?;
+    let mut runs = Vec::new();
+    while let Some(row) = rows.next().map_err(read_failed)? {
+        runs.push(summary(row)?);
+    }
+    Ok(runs)
+}
+
+fn summary(row: &Row<'_>) -> Result<RunSummary, JournalError> {
+    let text = |index: usize| row.get::<_, String>(index).map_err(read_failed);
+    let count = |index: usize| row.get::<_, i64>(index).map(|n| u64::try_from(n).unwrap_or(0)).map_err(read_failed);
+    let run_id = text(0)?;
+    let unreadable = |what: &str| JournalError::Storage(format!("run summary {run_id} has an unreadable {what}"));
+    let status = text(3)?;
+    Ok(RunSummary {
+        run_id: RunId::parse(&run_id).ok_or_else(|| unreadable("id"))?,
+        agent: text(1)?,
+        agent_version: text(2)?,
+        status: RunStatus::parse(&status).ok_or_else(|| unreadable("status"))?,
+        started_at_ms: count(4)?,
+        finished_at_ms: row.get::<_, Option<i64>>(5).map_err(read_failed)?.map(|at| u64::try_from(at).unwrap_or(0)),
+        steps: u32::try_from(count(6)?).unwrap_or(u32::MAX),
+        usage: Usage { input_tokens: count(7)?, output_tokens: count(8)?, cached_input_tokens: count(9)? },
+        cost_usd: row.get(10).map_err(read_failed)?,
+        input_preview: text(11)?,
+    })
+}
+
+/// A full id, or the one run whose id starts with a prefix.
+pub(crate) fn resolve(conn: &Connection, id_or_prefix: &str) -> Result<RunId, JournalError> {
+    let not_found = || JournalError::NotFound(id_or_prefix.to_string());
+    let wanted = id_or_prefix.trim().to_ascii_lowercase();
+    if wanted.is_empty() {
+        return Err(not_found());
+    }
+    if let Some(id) = RunId::parse(&wanted) {
+        let mut statement = conn.prepare_cached("SELECT 1 FROM runs WHERE run_id = ?1").map_err(read_failed)?;
+        return if statement.exists([id.to_string()]).map_err(read_failed)? { Ok(id) } else { Err(not_found()) };
+    }
+    // Ids are lowercase hex and hyphens; anything else (SQL wildcards
+    // included) cannot be the start of one.
+    if !wanted.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
+        return Err(not_found());
+    }
+    // Ids sharing a prefix sort together right after the prefix itself, so
+    // the first two ids at or after it settle the question through the
+    // primary key, without LIKE.
+    let mut statement = conn
+        .prepare_cached("SELECT run_id FROM runs WHERE run_id >= ?1 ORDER BY run_id LIMIT 2")
+        .map_err(read_failed)?;
+    let candidates: Vec<String> =
+        statement.query_map([&wanted], |row| row.get(0)).and_then(|rows| rows.collect()).map_err(read_failed)?;
+    let mut matches = candidates.iter().filter(|id| id.starts_with(&wanted));
+    match (matches.next(), matches.next()) {
+        (Some(id), None) => {
+            RunId::parse(id).ok_or_else(|| JournalError::Storage(format!("run summary {id} has an unreadable id")))
+        }
+        (Some(_), Some(_)) => Err(JournalError::Ambiguous(id_or_prefix.to_string())),
+        (None, _) => Err(not_found()),
+    }
+}

@@ -1,0 +1,113 @@
+//! The journal file's schema and its migrations. A file records the version
+//! it was migrated to in `schema_version`; opening applies the missing
+//! migrations in order, all in one transaction (a failed upgrade leaves the
+//! file as it was), and refuses a file from a newer build rather than guess
+//! at tables it does not know.
+
+use crate::StoreError;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+use std::path::Path;
+
+/// Migrations in order; the version a file is at is the number applied.
+/// Append only: a released migration is never edited, a change is a new one.
+const MIGRATIONS: &[&str] = &[
+    // Version 1: the events themselves and the per-run summary kept beside
+    // them.
+    //
+    // `events` stays a rowid table: bodies can be kilobytes (tool results,
+    // model text) and SQLite keeps large rows out of line better there than
+    // in a WITHOUT ROWID b-tree; the primary key index serves both the
+    // duplicate check and reading one run in seq order.
+    //
+    // `runs` is WITHOUT ROWID because its rows are small and always found by
+    // run id. Besides the indexes listings filter on, `runs_started` lets the
+    // default listing (newest first, limited) read the index backwards
+    // instead of sorting every run; `runs_status` carries the start time so a
+    // status filter is also ordered.
+    r#"
+    CREATE TABLE events (
+        run_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        at_ms INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        body TEXT NOT NULL,
+        PRIMARY KEY (run_id, seq)
+    );
+    CREATE TABLE runs (
+        run_id TEXT NOT NULL PRIMARY KEY,
+        agent TEXT NOT NULL,
+        agent_version TEXT NOT NULL,
+        status TEXT NOT NULL,
+        started_at_ms INTEGER NOT NULL,
+        finished_at_ms INTEGER,
+        steps INTEGER NOT NULL DEFAULT 0,
+        input_tokens INTEGER NOT NULL DEFAULT 0,
+        output_tokens INTEGER NOT NULL DEFAULT 0,
+        cached_input_tokens INTEGER NOT NULL DEFAULT 0,
+        cost_usd REAL NOT NULL DEFAULT 0,
+        input_preview TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX runs_agent_started ON runs (agent, started_at_ms);
+    CREATE INDEX runs_status ON runs (status, started_at_ms);
+    CREATE INDEX runs_started ON runs (started_at_ms);
+    "#,
+];
+
+/// The schema version this build writes and understands.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// The version recorded in the file; 0 for a new, empty file.
+pub(crate) fn stored_version(conn: &Connection) -> rusqlite::Result<i64> {
+    let has_table = conn
+        .query_row("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'", [], |_| Ok(()))
+        .optional()?
+        .is_some();
+    if !has_table {
+        return Ok(0);
+    }
+    conn.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_version", [], |row| row.get(0))
+}
+
+/// Refuses a file from a newer build without changing it.
+pub(crate) fn check_not_newer(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let found = stored_version(conn).map_err(|source| StoreError::open(path, source))?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::NewerSchema { path: path.to_path_buf(), found, supported: SCHEMA_VERSION });
+    }
+    Ok(())
+}
+
+/// Brings the file up to [`SCHEMA_VERSION`].
+pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    // IMMEDIATE takes the write lock before reading the version, so two
+    // processes opening a new file at once cannot both apply migration 1.
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|source| StoreError::Migrate {
+        path: path.to_path_buf(),
+        version: 0,
+        source,
+    })?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_version (
+            version INTEGER NOT NULL PRIMARY KEY,
+            applied_at_ms INTEGER NOT NULL
+        )",
+    )
+    .map_err(|source| StoreError::Migrate { path: path.to_path_buf(), version: 0, source })?;
+    let found = stored_version(&tx).map_err(|source| StoreError::open(path, source))?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::NewerSchema { path: path.to_path_buf(), found, supported: SCHEMA_VERSION });
+    }
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let version = index as i64 + 1;
+        let failed = |source| StoreError::Migrate { path: path.to_path_buf(), version, source };
+        tx.execute_batch(sql).map_err(failed)?;
+        tx.execute("INSERT INTO schema_version (version, applied_at_ms) VALUES (?1, ?2)", (version, now_ms))
+            .map_err(failed)?;
+        tracing::info!(path = %path.display(), version, "migrated journal schema");
+    }
+    tx.commit().map_err(|source| StoreError::Migrate { path: path.to_path_buf(), version: SCHEMA_VERSION, source })
+}
