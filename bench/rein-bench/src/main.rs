@@ -11,7 +11,7 @@ mod harness;
 
 use rein::providers::{OpenAiCompatible, OpenAiConfig, RetryConfig};
 use rein::store::SqliteJournal;
-use rein::{Agent, FnTool, Limits, RiskTier, RunStatus, Runtime, ToolError};
+use rein::{Agent, Durability, FnTool, Journal, Limits, RiskTier, RunStatus, Runtime, ToolError};
 use serde_json::{Map, json};
 use std::sync::Arc;
 
@@ -20,7 +20,7 @@ struct LookupArgs {
     key: String,
 }
 
-fn build(base_url: &str, journal: Arc<SqliteJournal>) -> (Runtime, Agent) {
+fn build(base_url: &str, journal: Arc<dyn Journal>, durability: Durability) -> (Runtime, Agent) {
     let mut config = OpenAiConfig::new("openai", "gpt-4o-mini", base_url);
     config.api_key = Some("sk-dummy".into());
     config.retry = RetryConfig { max_retries: 0, ..RetryConfig::default() };
@@ -38,7 +38,7 @@ fn build(base_url: &str, journal: Arc<SqliteJournal>) -> (Runtime, Agent) {
         .limits(Limits { max_steps: 10, ..Limits::default() })
         .build()
         .expect("agent");
-    (Runtime::new(journal), agent)
+    (Runtime::new(journal).with_durability(durability), agent)
 }
 
 fn main() {
@@ -46,13 +46,29 @@ fn main() {
     assert!(!args.stream, "rein-bench: streaming arrives with the streaming providers");
     let rt = harness::runtime(&args);
     let db = std::env::temp_dir().join(format!("rein-bench-{}.db", std::process::id()));
-    let journal = Arc::new(SqliteJournal::open(&db).expect("journal"));
+    // REIN_BENCH_JOURNAL=memory measures the loop without the durable
+    // journal, to show what durability costs; the default is SQLite.
+    let in_memory = std::env::var("REIN_BENCH_JOURNAL").is_ok_and(|v| v == "memory");
+    let journal: Arc<dyn Journal> = if in_memory {
+        Arc::new(rein_testkit::journal::MemoryJournal::new())
+    } else {
+        Arc::new(SqliteJournal::open(&db).expect("journal"))
+    };
+    // REIN_BENCH_DURABILITY=every-step commits every transition before
+    // acting on it; the default commits around side effects (see
+    // rein_runtime::Durability).
+    let every_step = std::env::var("REIN_BENCH_DURABILITY").is_ok_and(|v| v == "every-step");
+    let durability = if every_step { Durability::EveryStep } else { Durability::default() };
+    let journal_name = match (in_memory, every_step) {
+        (true, _) => "in-memory journal",
+        (false, false) => "SQLite journal",
+        (false, true) => "SQLite journal, commit every step",
+    };
     let mut meta = Map::new();
-    meta.insert("framework".into(), json!("rein"));
+    meta.insert("framework".into(), json!(format!("rein ({journal_name})")));
     meta.insert("version".into(), json!(env!("CARGO_PKG_VERSION")));
-    meta.insert("journal".into(), json!("sqlite-wal"));
     let result = rt.block_on(harness::run(&args, meta, |base_url: &str| {
-        let (runtime, agent) = build(base_url, journal.clone());
+        let (runtime, agent) = build(base_url, journal.clone(), durability);
         let shared = Arc::new((runtime, agent));
         move |i: i64| {
             let shared = shared.clone();

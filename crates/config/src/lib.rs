@@ -25,6 +25,7 @@ mod tools;
 
 pub use diagnostic::{ConfigError, Diagnostic, Report, Severity};
 pub(crate) use load::EnvRef;
+pub use load::KNOWN_PROVIDERS;
 pub use prices::{PriceTable, lookup_price, price_for, price_table};
 pub use tools::{HANDOFF_TOOL_NAME, handoff_tool};
 

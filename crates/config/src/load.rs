@@ -27,7 +27,11 @@ const MAX_TOOLS: usize = 15;
 /// Past this, a system prompt hurts more than it helps.
 const MAX_PROMPT_TOKENS: usize = 600;
 /// Providers rein is known to speak to; anything else is probably a typo.
-const KNOWN_PROVIDERS: &[&str] = &["openai", "anthropic", "gemini", "ollama", "vllm", "llamacpp", "local"];
+// Kept in step with `rein_providers::KNOWN_PROVIDERS` (plus the providers
+// that are planned); config must not depend on the providers crate, which
+// pulls in the HTTP stack. A test in rein-cli checks the two lists agree.
+pub const KNOWN_PROVIDERS: &[&str] =
+    &["openai", "openrouter", "ollama", "vllm", "llamacpp", "openai-compatible", "anthropic", "gemini", "local"];
 
 const AGENT_KEYS: &[&str] = &[
     "name",

@@ -48,8 +48,8 @@ mod load;
 pub use load::{LoadError, LoadedAgent, Overrides, load_agent};
 pub use rein_core::{AgentPlan, CallRecord, RunRecord, StepRecord};
 pub use rein_runtime::{
-    Agent, AgentBuilder, ApprovalDecision, ApprovalRequest, Approver, CancellationToken, Hooks, NoApprover, RunInfo,
-    RunOptions, Runtime, RuntimeError,
+    Agent, AgentBuilder, ApprovalDecision, ApprovalRequest, Approver, CancellationToken, Durability, Hooks, NoApprover,
+    RunInfo, RunOptions, Runtime, RuntimeError,
 };
 pub use rein_tools::{FnTool, ToolError};
 pub use rein_types::*;

@@ -1,15 +1,21 @@
 //! The run loop: journal, then act.
 //!
-//! Invariant: no effect is performed before the events that announce it are
-//! committed to the journal. A journal failure stops the run with an error,
-//! because acting without a record would break that guarantee.
+//! Invariant: every event is recorded, in order, before the runtime acts on
+//! it; the journal is committed before any side effect (a `write` or
+//! `dangerous` tool call, an approval request), right after one, and before
+//! the run's result is returned (see [`Durability`] for the steps between).
+//! When a model call's events must be committed, the request is sent first
+//! and the commit overlaps its round trip; the answer is used only after the
+//! commit. A journal failure stops the run with an error, because acting
+//! without a record would break the guarantee.
 
 use crate::agent::Agent;
 use crate::approval::{Approver, NoApprover};
+use crate::durability::{Durability, RunLog};
 use crate::hooks::{Hooks, RunInfo};
 use futures::FutureExt;
 use rein_core::{Effect, RunMachine, ToolInvocation, ToolResult, Transition};
-use rein_types::{Clock, Journal, JournalError, RunId, RunOutcome, SystemClock, ToolContext, ToolOutcome};
+use rein_types::{Clock, Journal, JournalError, RiskTier, RunId, RunOutcome, SystemClock, ToolContext, ToolOutcome};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,13 +48,20 @@ pub struct Runtime {
     clock: Arc<dyn Clock>,
     hooks: Arc<[Arc<dyn Hooks>]>,
     approver: Arc<dyn Approver>,
+    durability: Durability,
 }
 
 impl Runtime {
     /// A runtime journaling to `journal`, on the system clock, with no hooks
     /// and no approver.
     pub fn new(journal: Arc<dyn Journal>) -> Self {
-        Self { journal, clock: Arc::new(SystemClock), hooks: Arc::from(Vec::new()), approver: Arc::new(NoApprover) }
+        Self {
+            journal,
+            clock: Arc::new(SystemClock),
+            hooks: Arc::from(Vec::new()),
+            approver: Arc::new(NoApprover),
+            durability: Durability::default(),
+        }
     }
 
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
@@ -60,6 +73,12 @@ impl Runtime {
         let mut all: Vec<Arc<dyn Hooks>> = self.hooks.iter().cloned().collect();
         all.push(hooks);
         self.hooks = all.into();
+        self
+    }
+
+    /// How eagerly runs are committed; see [`Durability`].
+    pub fn with_durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
         self
     }
 
@@ -87,46 +106,75 @@ impl Runtime {
         let cancel = options.cancel.unwrap_or_default();
         let (mut machine, mut transition) =
             RunMachine::start(agent.plan.clone(), run_id, input.into(), self.clock.now_ms());
+        let mut log = RunLog::new(self.journal.as_ref(), self.durability);
+        // Set after a state-changing tool ran, so its result is committed
+        // before the model sees it.
+        let mut after_side_effect = false;
         loop {
-            self.record(&machine, agent, &transition).await?;
-            transition = match transition.effect {
+            let Transition { events, effect } = transition;
+            self.notify(&machine, agent, &events);
+            let force = match &effect {
+                Effect::Finish(_) | Effect::RequestApprovals(_) => true,
+                Effect::ExecuteTools(calls) => {
+                    let changes = calls.iter().any(|c| agent.plan.catalog.spec(c.tool_index).risk != RiskTier::Read);
+                    std::mem::replace(&mut after_side_effect, changes) || changes
+                }
+                Effect::CallModel => std::mem::take(&mut after_side_effect),
+            };
+            if let Effect::CallModel = effect {
+                transition = self.call_model(agent, &mut machine, &mut log, events, force, &cancel).await?;
+                continue;
+            }
+            log.record(events, force).await?;
+            transition = match effect {
                 Effect::Finish(outcome) => return Ok(*outcome),
-                Effect::CallModel => self.call_model(agent, &mut machine, &cancel).await,
+                Effect::CallModel => unreachable!("handled above"),
                 Effect::ExecuteTools(calls) => self.call_tools(agent, &mut machine, calls, &cancel).await,
                 Effect::RequestApprovals(requests) => {
                     let decisions = tokio::select! {
                         biased;
-                        _ = cancel.cancelled() => {
-                            let now = self.clock.now_ms();
-                            transition = machine.on_cancel("cancelled while waiting for approval", now);
-                            continue;
-                        }
-                        decisions = self.approver.decide(run_id, &requests) => decisions,
+                        _ = cancel.cancelled() => None,
+                        decisions = self.approver.decide(run_id, &requests) => Some(decisions),
                     };
-                    machine.on_approvals(decisions, self.clock.now_ms())
+                    match decisions {
+                        Some(decisions) => machine.on_approvals(decisions, self.clock.now_ms()),
+                        None => machine.on_cancel("cancelled while waiting for approval", self.clock.now_ms()),
+                    }
                 }
             };
         }
     }
 
-    async fn record(&self, machine: &RunMachine, agent: &Agent, transition: &Transition) -> Result<(), RuntimeError> {
-        self.journal.append(&transition.events).await?;
+    /// Tells the hooks about events as they are recorded, in order.
+    fn notify(&self, machine: &RunMachine, agent: &Agent, events: &[rein_types::Event]) {
         if !self.hooks.is_empty() {
             let info = RunInfo { run_id: machine.run_id(), agent: agent.name(), step: machine.step() };
-            for event in &transition.events {
+            for event in events {
                 for hook in self.hooks.iter() {
                     hook.on_event(info, event);
                 }
             }
         }
-        Ok(())
     }
 
     fn time_left(&self, machine: &RunMachine) -> Duration {
         Duration::from_millis(machine.deadline_ms().saturating_sub(self.clock.now_ms()))
     }
 
-    async fn call_model(&self, agent: &Agent, machine: &mut RunMachine, cancel: &CancellationToken) -> Transition {
+    /// Sends the model request, then commits the transition's events while
+    /// the request is in flight, and acts on the answer only once they are
+    /// durable. A model call changes nothing in the world, so overlapping its
+    /// round trip with the commit loses no guarantee: a crash before the
+    /// commit leaves no trace of the call, and a resumed run makes it again.
+    async fn call_model(
+        &self,
+        agent: &Agent,
+        machine: &mut RunMachine,
+        log: &mut RunLog<'_>,
+        events: Vec<rein_types::Event>,
+        force: bool,
+        cancel: &CancellationToken,
+    ) -> Result<Transition, RuntimeError> {
         enum Ended {
             Answered(Result<rein_types::ModelResponse, rein_types::ModelError>),
             Deadline,
@@ -139,17 +187,35 @@ impl Runtime {
             for hook in self.hooks.iter() {
                 hook.before_model_call(info, &request);
             }
-            let time_left = self.time_left(machine);
-            tokio::select! {
-                biased;
-                _ = cancel.cancelled() => Ended::Cancelled,
-                result = agent.model.complete(request) => Ended::Answered(result),
-                _ = tokio::time::sleep(time_left) => Ended::Deadline,
+            let mut call = std::pin::pin!(agent.model.complete(request));
+            let mut early = std::task::Poll::Pending;
+            if force {
+                // One poll hands the request to the HTTP client; yielding
+                // once lets its connection task write it to the socket before
+                // this task spends its time committing.
+                early = futures::poll!(call.as_mut());
+                if early.is_pending() {
+                    tokio::task::yield_now().await;
+                    early = futures::poll!(call.as_mut());
+                }
+            }
+            log.record(events, force).await?;
+            match early {
+                std::task::Poll::Ready(result) => Ended::Answered(result),
+                std::task::Poll::Pending => {
+                    let time_left = self.time_left(machine);
+                    tokio::select! {
+                        biased;
+                        _ = cancel.cancelled() => Ended::Cancelled,
+                        result = call => Ended::Answered(result),
+                        _ = tokio::time::sleep(time_left) => Ended::Deadline,
+                    }
+                }
             }
         };
         let latency_ms = started.elapsed().as_millis() as u64;
         let now = self.clock.now_ms();
-        match ended {
+        Ok(match ended {
             Ended::Answered(result) => {
                 for hook in self.hooks.iter() {
                     hook.after_model_call(info, result.as_ref(), latency_ms);
@@ -161,7 +227,7 @@ impl Runtime {
             }
             Ended::Deadline => machine.on_deadline(now),
             Ended::Cancelled => machine.on_cancel("cancelled during a model call", now),
-        }
+        })
     }
 
     async fn call_tools(

@@ -10,11 +10,13 @@
 mod agent;
 mod approval;
 mod driver;
+mod durability;
 mod hooks;
 
 pub use agent::{Agent, AgentBuilder};
 pub use approval::{Approver, NoApprover};
 pub use driver::{RunOptions, Runtime, RuntimeError};
+pub use durability::Durability;
 pub use hooks::{Hooks, RunInfo};
 pub use rein_core::{ApprovalDecision, ApprovalRequest, ToolInvocation};
 pub use tokio_util::sync::CancellationToken;

@@ -6,7 +6,9 @@
 
 use async_trait::async_trait;
 use rein_core::RunRecord;
-use rein_runtime::{Agent, ApprovalDecision, ApprovalRequest, Approver, CancellationToken, RunOptions, Runtime};
+use rein_runtime::{
+    Agent, ApprovalDecision, ApprovalRequest, Approver, CancellationToken, Durability, RunOptions, Runtime,
+};
 use rein_testkit::journal::MemoryJournal;
 use rein_testkit::scripted::{self, FnModel, ScriptedModel, Turn};
 use rein_types::{
@@ -551,32 +553,57 @@ async fn stop_condition_tool_ends_the_run_with_its_result() {
     assert_eq!(outcome.output.as_deref(), Some("{\"draft_id\":9}"));
 }
 
-#[tokio::test]
-async fn a_call_is_journaled_before_the_tool_runs() {
-    struct Witness(ToolSpec, Arc<MemoryJournal>, Arc<Mutex<bool>>);
-    #[async_trait]
-    impl Tool for Witness {
-        fn spec(&self) -> &ToolSpec {
-            &self.0
-        }
-        async fn call(&self, _arguments: Value, context: &ToolContext) -> ToolOutcome {
-            let events = self.1.events(context.run_id).await.unwrap();
-            let journaled = events.iter().any(|e| {
-                matches!(&e.kind, EventKind::ToolCallRequested { call_id, idempotency_key, .. }
-                    if *call_id == context.call_id && *idempotency_key == context.idempotency_key.0)
-            });
-            *self.2.lock().unwrap() = journaled;
-            ToolOutcome::ok(json!("seen"))
-        }
+/// A tool that records whether its own `tool_call_requested` event was
+/// already committed when it ran.
+struct Witness(ToolSpec, Arc<MemoryJournal>, Arc<Mutex<Option<bool>>>);
+
+#[async_trait]
+impl Tool for Witness {
+    fn spec(&self) -> &ToolSpec {
+        &self.0
     }
-    let (runtime, journal) = runtime();
-    let seen = Arc::new(Mutex::new(false));
-    let spec = TestTool::lookup().spec.clone();
+    async fn call(&self, _arguments: Value, context: &ToolContext) -> ToolOutcome {
+        let events = self.1.events(context.run_id).await.unwrap();
+        let journaled = events.iter().any(|e| {
+            matches!(&e.kind, EventKind::ToolCallRequested { call_id, idempotency_key, .. }
+                if *call_id == context.call_id && *idempotency_key == context.idempotency_key.0)
+        });
+        *self.2.lock().unwrap() = Some(journaled);
+        ToolOutcome::ok(json!("seen"))
+    }
+}
+
+async fn committed_before_running(risk: RiskTier, durability: Durability) -> bool {
+    let journal = Arc::new(MemoryJournal::new());
+    let runtime = Runtime::new(journal.clone()).with_durability(durability);
+    let seen = Arc::new(Mutex::new(None));
+    let mut spec = TestTool::lookup().spec.clone();
+    spec.risk = risk;
+    spec.approval = Approval::Never;
     let model = ScriptedModel::new([scripted::call("lookup", json!({"key": "a"})), scripted::text("ok")]);
     let agent =
         Agent::builder("witness").model(model).tool(Witness(spec, journal.clone(), seen.clone())).build().unwrap();
-    runtime.run(&agent, "go").await.unwrap();
-    assert!(*seen.lock().unwrap(), "the tool saw its own tool_call_requested event in the journal");
+    let outcome = runtime.run(&agent, "go").await.unwrap();
+    // Whatever the policy, the finished run is fully committed.
+    let kinds = events(&journal, outcome.run_id).await;
+    assert!(matches!(kinds.last(), Some(EventKind::RunFinished { .. })), "{kinds:?}");
+    assert_eq!(kinds.len(), 8);
+    let seen = *seen.lock().unwrap();
+    seen.expect("the tool ran")
+}
+
+#[tokio::test]
+async fn side_effects_are_committed_before_they_run() {
+    let default = Durability::default();
+    assert!(committed_before_running(RiskTier::Write, default).await, "a write call is committed before it runs");
+    assert!(committed_before_running(RiskTier::Dangerous, default).await);
+    // A read call changes nothing: by default it runs while its event waits
+    // to be committed with the rest of the side-effect-free steps.
+    assert!(!committed_before_running(RiskTier::Read, default).await);
+    assert!(
+        committed_before_running(RiskTier::Read, Durability::EveryStep).await,
+        "EveryStep commits everything first"
+    );
 }
 
 #[tokio::test]

@@ -3,7 +3,7 @@
 //! committed state without blocking the writer or each other, so reads never
 //! queue behind appends.
 
-use rein_types::{Event, JournalError, RunFilter, RunId, RunStatus, RunSummary, Usage};
+use rein_types::{Event, EventKind, JournalError, RunFilter, RunId, RunStatus, RunSummary, Usage};
 use rusqlite::{Connection, OpenFlags, Row, params};
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -69,22 +69,20 @@ fn read_failed(error: rusqlite::Error) -> JournalError {
 
 /// Every event of `run`, in seq order.
 pub(crate) fn events(conn: &Connection, run: RunId) -> Result<Vec<Event>, JournalError> {
-    let mut statement =
-        conn.prepare_cached("SELECT seq, body FROM events WHERE run_id = ?1 ORDER BY seq").map_err(read_failed)?;
+    let mut statement = conn
+        .prepare_cached("SELECT seq, at_ms, body FROM events WHERE run_id = ?1 ORDER BY seq")
+        .map_err(read_failed)?;
     let mut rows = statement.query([run.to_string()]).map_err(read_failed)?;
     let mut events = Vec::new();
     while let Some(row) = rows.next().map_err(read_failed)? {
         let seq = u64::try_from(row.get::<_, i64>(0).map_err(read_failed)?).unwrap_or(0);
         let corrupt = |message: String| JournalError::Corrupt { run, seq, message };
+        let at_ms = u64::try_from(row.get::<_, i64>(1).map_err(read_failed)?).unwrap_or(0);
         let body =
-            row.get_ref(1).map_err(read_failed)?.as_str().map_err(|e| corrupt(format!("body is not text: {e}")))?;
-        let event: Event =
+            row.get_ref(2).map_err(read_failed)?.as_str().map_err(|e| corrupt(format!("body is not text: {e}")))?;
+        let kind: EventKind =
             serde_json::from_str(body).map_err(|e| corrupt(format!("body is not a journal event: {e}")))?;
-        // The body is authoritative, but a body filed under another key means
-        // something rewrote the file; do not hand it out as this run's.
-        if event.run_id != run || event.seq != seq {
-            return Err(corrupt(format!("body belongs to run {} seq {}", event.run_id, event.seq)));
-        }
+        let event = Event { run_id: run, seq, at_ms, kind };
         events.push(event);
     }
     Ok(events)

@@ -20,10 +20,13 @@ const MIGRATIONS: &[&str] = &[
     // duplicate check and reading one run in seq order.
     //
     // `runs` is WITHOUT ROWID because its rows are small and always found by
-    // run id. Besides the indexes listings filter on, `runs_started` lets the
-    // default listing (newest first, limited) read the index backwards
-    // instead of sorting every run; `runs_status` carries the start time so a
-    // status filter is also ordered.
+    // run id. `runs_started` lets listings (newest first, limited) read the
+    // index backwards instead of sorting every run; filters by agent or
+    // status walk the same index. Every index is pages written on every
+    // run's first and last commit, so there is deliberately only this one.
+    //
+    // An event's body is its kind as JSON; run, seq and time are the key
+    // columns.
     r#"
     CREATE TABLE events (
         run_id TEXT NOT NULL,
@@ -47,8 +50,6 @@ const MIGRATIONS: &[&str] = &[
         cost_usd REAL NOT NULL DEFAULT 0,
         input_preview TEXT NOT NULL
     ) WITHOUT ROWID;
-    CREATE INDEX runs_agent_started ON runs (agent, started_at_ms);
-    CREATE INDEX runs_status ON runs (status, started_at_ms);
     CREATE INDEX runs_started ON runs (started_at_ms);
     "#,
 ];

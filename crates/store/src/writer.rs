@@ -1,12 +1,14 @@
-//! The single writer: one OS thread owns the write connection and commits
-//! appends in groups.
+//! The writer: group commit without a writer thread.
 //!
 //! SQLite allows one writer at a time, and a commit costs about the same for
-//! one batch as for a hundred, so callers hand their batches to this thread
-//! and wait on a oneshot reply. Each time the thread wakes it drains every
-//! batch already queued and commits them in one transaction, then answers
-//! every waiter; under load, groups grow by themselves and the per-commit
-//! cost is shared. Each batch runs inside its own savepoint, so a batch that
+//! one batch as for a hundred. An appender that finds the write connection
+//! free commits on its own task at once — no thread hand-off, which on a
+//! virtual machine costs as much as the commit itself. An appender that finds
+//! it busy queues its batch and waits; the appender holding the connection
+//! (the leader) drains the queue and commits it as one group, answering
+//! every waiter, so under load groups grow by themselves and the per-commit
+//! cost is shared. After a few groups the leader hands the lead to the
+//! oldest waiter, so no task blocks its thread for long. Each batch runs inside its own savepoint, so a batch that
 //! fails (a duplicate seq) is rolled back alone while the rest of its group
 //! commits.
 //!
@@ -16,21 +18,17 @@
 
 use rein_types::{Event, EventKind, JournalError, Usage};
 use rusqlite::{Connection, ErrorCode, params};
-use std::sync::mpsc::{Receiver, Sender, TryRecvError};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::collections::VecDeque;
+use std::sync::{Mutex, MutexGuard, TryLockError};
 use tokio::sync::oneshot;
 
 /// Most batches committed in one transaction. Bounds the latency a caller
 /// can see behind a backlog; far above the 200 in flight a busy runtime has.
 const MAX_GROUP: usize = 1024;
 
-/// How long the writer polls for the next batch before sleeping, while
-/// batches are arriving back to back. Waking a sleeping thread costs tens of
-/// microseconds on virtual machines (the idle vCPU has to be interrupted),
-/// as much as the commit itself; a caller appending run after run sends its
-/// next batch well within this window.
-const SPIN: Duration = Duration::from_micros(100);
+/// Group commits one appender performs before handing the lead on. Each
+/// blocks its task's thread for one short transaction.
+const MAX_ROUNDS: usize = 4;
 
 const INSERT_EVENT: &str = "INSERT INTO events (run_id, seq, at_ms, type, body) VALUES (?1, ?2, ?3, ?4, ?5)";
 
@@ -45,7 +43,7 @@ const UPSERT_STARTED: &str = "INSERT INTO runs (run_id, agent, agent_version, st
          input_preview = excluded.input_preview";
 
 const ADD_RESPONSE: &str = "UPDATE runs SET
-         steps = steps + 1,
+         steps = steps + ?6,
          input_tokens = input_tokens + ?2,
          output_tokens = output_tokens + ?3,
          cached_input_tokens = cached_input_tokens + ?4,
@@ -60,18 +58,16 @@ const FINISH: &str = "UPDATE runs SET
 /// Characters of the input's first line kept as a run's `input_preview`.
 const INPUT_PREVIEW_CHARS: usize = 80;
 
-/// Where a waiting `append` learns how its batch fared.
-pub(crate) type Reply = oneshot::Sender<Result<(), JournalError>>;
-
-/// What the journal handle sends its writer.
-pub(crate) enum Command {
-    Append {
-        batch: Batch,
-        reply: Reply,
-    },
-    /// Finish what is queued, then stop; sent when the journal is dropped.
-    Shutdown,
+/// What a waiting appender is told.
+pub(crate) enum Answer {
+    /// Its batch was committed, or failed.
+    Done(Result<(), JournalError>),
+    /// The leader handed over: commit this (your own) batch and the queue.
+    Lead(Batch),
 }
+
+/// Where a waiting `append` learns how its batch fared.
+pub(crate) type Reply = oneshot::Sender<Answer>;
 
 /// One event, ready for its row.
 struct Row {
@@ -85,7 +81,7 @@ struct Row {
 /// How one event changes its run's row in `runs`.
 enum SummaryChange {
     Started { run_id: String, agent: String, agent_version: String, started_at_ms: i64, input_preview: String },
-    Responded { run_id: String, usage: [i64; 3], cost_usd: f64 },
+    Responded { run_id: String, responses: i64, usage: [i64; 3], cost_usd: f64 },
     Finished { run_id: String, status: &'static str, finished_at_ms: i64, steps: i64, usage: [i64; 3], cost_usd: f64 },
 }
 
@@ -109,7 +105,9 @@ impl Batch {
                 JournalError::Storage(format!("run {run_id}: seq {} is beyond what the journal can store", event.seq))
             })?;
             let at_ms = clamp(event.at_ms);
-            let body = serde_json::to_string(event).map_err(|e| {
+            // The key columns carry run, seq and time; the body is the event
+            // kind alone, a third smaller than the whole event.
+            let body = serde_json::to_string(&event.kind).map_err(|e| {
                 JournalError::Storage(format!("cannot encode event {seq} of run {run_id} as JSON: {e}"))
             })?;
             match &event.kind {
@@ -122,6 +120,7 @@ impl Batch {
                 }),
                 EventKind::ModelResponded { usage, cost_usd, .. } => changes.push(SummaryChange::Responded {
                     run_id: run_id.clone(),
+                    responses: 1,
                     usage: usage_columns(usage),
                     cost_usd: *cost_usd,
                 }),
@@ -139,8 +138,36 @@ impl Batch {
             }
             rows.push(Row { run_id, seq, at_ms, kind: event.kind.type_name(), body });
         }
-        Ok(Self { rows, changes })
+        Ok(Self { rows, changes: coalesce(changes) })
     }
+}
+
+/// Folds a batch's summary changes into as few statements as give the same
+/// row: a run's responses are summed into one update, and dropped when the
+/// batch also finishes the run (whose totals replace them).
+fn coalesce(changes: Vec<SummaryChange>) -> Vec<SummaryChange> {
+    if changes.len() < 2 {
+        return changes;
+    }
+    let mut out: Vec<SummaryChange> = Vec::with_capacity(changes.len());
+    for change in changes {
+        if let SummaryChange::Responded { run_id, responses, usage, cost_usd } = &change
+            && let Some(SummaryChange::Responded { responses: count, usage: sum, cost_usd: cost, .. }) =
+                out.iter_mut().rev().find(|c| matches!(c, SummaryChange::Responded { run_id: r, .. } if r == run_id))
+        {
+            for (total, add) in sum.iter_mut().zip(usage) {
+                *total = total.saturating_add(*add);
+            }
+            *cost += cost_usd;
+            *count += responses;
+            continue;
+        }
+        if let SummaryChange::Finished { run_id, .. } = &change {
+            out.retain(|c| !matches!(c, SummaryChange::Responded { run_id: r, .. } if r == run_id));
+        }
+        out.push(change);
+    }
+    out
 }
 
 /// The listing preview of a run's input: its first line, cut to 80
@@ -157,71 +184,123 @@ fn usage_columns(usage: &Usage) -> [i64; 3] {
     [clamp(usage.input_tokens), clamp(usage.output_tokens), clamp(usage.cached_input_tokens)]
 }
 
-/// Starts the writer thread on an open, migrated connection.
-pub(crate) fn spawn(conn: Connection) -> std::io::Result<(Sender<Command>, JoinHandle<()>)> {
-    let (sender, receiver) = std::sync::mpsc::channel();
-    let handle = std::thread::Builder::new().name("rein-journal-writer".into()).spawn(move || run(&conn, &receiver))?;
-    Ok((sender, handle))
+/// Commits appends on the calling task, in groups.
+pub(crate) struct Writer {
+    conn: Mutex<Connection>,
+    /// Batches of appenders that found another appender committing.
+    queue: Mutex<VecDeque<(Batch, Reply)>>,
 }
 
-fn run(conn: &Connection, commands: &Receiver<Command>) {
-    let mut group: Vec<(Batch, Reply)> = Vec::new();
-    let mut spin = false;
-    loop {
-        // Wait for the first batch, then take whatever else queued up
-        // meanwhile: those callers are all waiting on the same disk.
-        match next_command(commands, &mut spin) {
-            Some(Command::Append { batch, reply }) => group.push((batch, reply)),
-            Some(Command::Shutdown) | None => break,
-        }
-        let mut stop = false;
-        while group.len() < MAX_GROUP {
-            match commands.try_recv() {
-                Ok(Command::Append { batch, reply }) => group.push((batch, reply)),
-                Ok(Command::Shutdown) => {
-                    stop = true;
-                    break;
-                }
-                Err(_) => break,
-            }
-        }
-        let outcomes = write_group(conn, &group);
-        for ((_, reply), outcome) in group.drain(..).zip(outcomes) {
-            // A caller that stopped waiting (its future was dropped) needs
-            // no answer; its batch is committed all the same.
-            let _ = reply.send(outcome);
-        }
-        if stop {
-            break;
-        }
+impl Writer {
+    pub(crate) fn new(conn: Connection) -> Self {
+        Self { conn: Mutex::new(conn), queue: Mutex::new(VecDeque::new()) }
     }
-    tracing::debug!("journal writer stopped");
-}
 
-/// The next command, or `None` once every sender is gone. Polls for up to
-/// [`SPIN`] first, but only while the last wait was that short: an idle
-/// journal sleeps at once and burns no CPU.
-fn next_command(commands: &Receiver<Command>, spin: &mut bool) -> Option<Command> {
-    let start = Instant::now();
-    if *spin {
+    /// Appends `batch` and returns once it is committed (or failed).
+    pub(crate) async fn append(&self, mut batch: Batch) -> Result<(), JournalError> {
         loop {
-            match commands.try_recv() {
-                Ok(command) => return Some(command),
-                Err(TryRecvError::Disconnected) => return None,
-                // Yielding rather than spinning in place leaves the core to
-                // the caller that is about to send, on machines with few.
-                Err(TryRecvError::Empty) if start.elapsed() < SPIN => std::thread::yield_now(),
-                Err(TryRecvError::Empty) => break,
+            if let Some(conn) = self.try_conn() {
+                return self.lead(conn, Some(batch)).unwrap_or(Ok(()));
+            }
+            let (reply, answer) = oneshot::channel();
+            self.queue().push_back((batch, reply));
+            // The leader may have finished between our first try and the
+            // push; then nobody would commit the queue, so try once more.
+            if let Some(conn) = self.try_conn() {
+                self.lead(conn, None);
+            }
+            match answer.await {
+                Ok(Answer::Done(outcome)) => return outcome,
+                Ok(Answer::Lead(returned)) => batch = returned,
+                Err(_) => return Err(JournalError::Storage("the journal dropped an append without answering".into())),
             }
         }
     }
-    let command = commands.recv().ok();
-    *spin = start.elapsed() < SPIN;
-    command
+
+    /// Commits `own` and the queued batches, group by group, answering each
+    /// waiter; returns the outcome of `own`. After [`MAX_ROUNDS`] groups it
+    /// hands the lead to the oldest waiter, so no appender's task is blocked
+    /// for long.
+    fn lead<'a>(
+        &'a self,
+        mut conn: MutexGuard<'a, Connection>,
+        mut own: Option<Batch>,
+    ) -> Option<Result<(), JournalError>> {
+        let mut own_outcome = None;
+        let mut rounds = 0;
+        loop {
+            let mut waiting: Vec<(Batch, Reply)> = {
+                let mut queue = self.queue();
+                if rounds >= MAX_ROUNDS
+                    && own.is_none()
+                    && let Some((batch, reply)) = queue.pop_front()
+                {
+                    match reply.send(Answer::Lead(batch)) {
+                        Ok(()) => return own_outcome,
+                        // The waiter is gone; its batch still gets committed.
+                        Err(Answer::Lead(batch)) => queue.push_front((batch, oneshot::channel().0)),
+                        Err(Answer::Done(_)) => {}
+                    }
+                }
+                let take = queue.len().min(MAX_GROUP);
+                queue.drain(..take).collect()
+            };
+            if waiting.is_empty() && own.is_none() {
+                drop(conn);
+                // An appender may have queued after the drain and before the
+                // unlock, and found the lock still held.
+                if self.queue().is_empty() {
+                    return own_outcome;
+                }
+                match self.try_conn() {
+                    Some(again) => {
+                        conn = again;
+                        continue;
+                    }
+                    None => return own_outcome,
+                }
+            }
+            let mut batches: Vec<&Batch> = Vec::with_capacity(waiting.len() + 1);
+            if let Some(batch) = own.as_ref() {
+                batches.push(batch);
+            }
+            batches.extend(waiting.iter().map(|(batch, _)| batch));
+            let mut outcomes = write_group(&conn, &batches).into_iter();
+            if own.take().is_some() {
+                own_outcome = outcomes.next();
+            }
+            for ((_, reply), outcome) in waiting.drain(..).zip(outcomes) {
+                // A caller that stopped waiting needs no answer; its batch is
+                // committed all the same.
+                let _ = reply.send(Answer::Done(outcome));
+            }
+            rounds += 1;
+        }
+    }
+
+    /// The write connection, unless another appender holds it. A panic while
+    /// it was held leaves it usable: any open transaction is rolled back.
+    fn try_conn(&self) -> Option<MutexGuard<'_, Connection>> {
+        match self.conn.try_lock() {
+            Ok(conn) => Some(conn),
+            Err(TryLockError::WouldBlock) => None,
+            Err(TryLockError::Poisoned(poisoned)) => {
+                let conn = poisoned.into_inner();
+                rollback(&conn);
+                Some(conn)
+            }
+        }
+    }
+
+    fn queue(&self) -> MutexGuard<'_, VecDeque<(Batch, Reply)>> {
+        // The queue is only pushed to and drained; a panic cannot leave it
+        // half-changed, so a poisoned lock is still a consistent queue.
+        self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 /// Commits `group` in one transaction and says how each batch fared.
-fn write_group(conn: &Connection, group: &[(Batch, Reply)]) -> Vec<Result<(), JournalError>> {
+fn write_group(conn: &Connection, group: &[&Batch]) -> Vec<Result<(), JournalError>> {
     let fail_all = |message: String| -> Vec<Result<(), JournalError>> {
         tracing::warn!(batches = group.len(), "{message}");
         group.iter().map(|_| Err(JournalError::Storage(message.clone()))).collect()
@@ -229,7 +308,7 @@ fn write_group(conn: &Connection, group: &[(Batch, Reply)]) -> Vec<Result<(), Jo
     if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
         return fail_all(format!("cannot begin a journal transaction: {e}"));
     }
-    let outcomes = if let [(batch, _)] = group {
+    let outcomes = if let [batch] = group {
         // Alone in its transaction, a batch needs no savepoint: if it fails,
         // the whole transaction is rolled back.
         let outcome = write_batch(conn, batch);
@@ -240,7 +319,7 @@ fn write_group(conn: &Connection, group: &[(Batch, Reply)]) -> Vec<Result<(), Jo
         vec![outcome]
     } else {
         let mut outcomes = Vec::with_capacity(group.len());
-        for (batch, _) in group {
+        for batch in group {
             match write_isolated(conn, batch) {
                 Ok(outcome) => outcomes.push(outcome),
                 Err(message) => {
@@ -299,9 +378,9 @@ fn write_batch(conn: &Connection, batch: &Batch) -> Result<(), JournalError> {
             SummaryChange::Started { run_id, agent, agent_version, started_at_ms, input_preview } => conn
                 .prepare_cached(UPSERT_STARTED)
                 .and_then(|mut s| s.execute(params![run_id, agent, agent_version, started_at_ms, input_preview])),
-            SummaryChange::Responded { run_id, usage: [input, output, cached], cost_usd } => conn
+            SummaryChange::Responded { run_id, responses, usage: [input, output, cached], cost_usd } => conn
                 .prepare_cached(ADD_RESPONSE)
-                .and_then(|mut s| s.execute(params![run_id, input, output, cached, cost_usd])),
+                .and_then(|mut s| s.execute(params![run_id, input, output, cached, cost_usd, responses])),
             SummaryChange::Finished {
                 run_id,
                 status,
@@ -347,8 +426,12 @@ mod tests {
         conn
     }
 
-    fn group(batches: Vec<Vec<Event>>) -> Vec<(Batch, Reply)> {
-        batches.into_iter().map(|events| (Batch::encode(&events).unwrap(), oneshot::channel().0)).collect()
+    fn group(batches: Vec<Vec<Event>>) -> Vec<Batch> {
+        batches.into_iter().map(|events| Batch::encode(&events).unwrap()).collect()
+    }
+
+    fn refs(batches: &[Batch]) -> Vec<&Batch> {
+        batches.iter().collect()
     }
 
     fn count(conn: &Connection, sql: &str) -> i64 {
@@ -360,16 +443,14 @@ mod tests {
         let conn = journal();
         let (a, b) = (RunId::new(), RunId::new());
         let usage = Usage { input_tokens: 1, output_tokens: 1, cached_input_tokens: 0 };
-        let outcomes = write_group(
-            &conn,
-            &group(vec![
-                vec![run_started(a, 0, 1, "g", "x"), model_requested(a, 1, 2, 1)],
-                vec![run_started(b, 0, 1, "g", "y")],
-                // Clashes on its second event, after its first was written.
-                vec![model_responded(a, 2, 3, 1, usage, 1.0), model_requested(a, 1, 4, 2)],
-                vec![model_responded(b, 1, 3, 1, usage, 0.5)],
-            ]),
-        );
+        let batches = group(vec![
+            vec![run_started(a, 0, 1, "g", "x"), model_requested(a, 1, 2, 1)],
+            vec![run_started(b, 0, 1, "g", "y")],
+            // Clashes on its second event, after its first was written.
+            vec![model_responded(a, 2, 3, 1, usage, 1.0), model_requested(a, 1, 4, 2)],
+            vec![model_responded(b, 1, 3, 1, usage, 0.5)],
+        ]);
+        let outcomes = write_group(&conn, &refs(&batches));
         let failed: Vec<bool> = outcomes.iter().map(Result::is_err).collect();
         assert_eq!(failed, [false, false, true, false]);
         assert!(conn.is_autocommit(), "the group transaction is closed");
@@ -382,8 +463,8 @@ mod tests {
     fn a_failing_batch_alone_leaves_nothing() {
         let conn = journal();
         let a = RunId::new();
-        let outcomes =
-            write_group(&conn, &group(vec![vec![run_started(a, 0, 1, "g", "x"), model_requested(a, 0, 2, 1)]]));
+        let batches = group(vec![vec![run_started(a, 0, 1, "g", "x"), model_requested(a, 0, 2, 1)]]);
+        let outcomes = write_group(&conn, &refs(&batches));
         assert!(outcomes[0].is_err());
         assert!(conn.is_autocommit(), "the transaction is closed");
         assert_eq!(count(&conn, "SELECT COUNT(*) FROM events") + count(&conn, "SELECT COUNT(*) FROM runs"), 0);

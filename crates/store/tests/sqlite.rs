@@ -152,11 +152,10 @@ fn listings_are_served_by_indexes() {
     };
     for (sql, index) in [
         ("SELECT * FROM runs ORDER BY started_at_ms DESC, run_id DESC LIMIT 20", "runs_started"),
-        (
-            "SELECT * FROM runs WHERE agent = 'a' ORDER BY started_at_ms DESC, run_id DESC LIMIT 20",
-            "runs_agent_started",
-        ),
-        ("SELECT * FROM runs WHERE status = 'running' ORDER BY started_at_ms DESC, run_id DESC", "runs_status"),
+        // Filters walk the same index and stop at the limit: one index is
+        // cheaper to keep on every run's commits than one per filter.
+        ("SELECT * FROM runs WHERE agent = 'a' ORDER BY started_at_ms DESC, run_id DESC LIMIT 20", "runs_started"),
+        ("SELECT * FROM runs WHERE status = 'running' ORDER BY started_at_ms DESC, run_id DESC", "runs_started"),
     ] {
         let plan = plan(sql);
         assert!(plan.contains(index), "{sql}: {plan}");
