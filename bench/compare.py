@@ -26,8 +26,14 @@ run_bench.FRAMEWORKS.update({
     "openai-agents": [str(run_bench.VENV_PY), str(SHARED / "py" / "bench_openai_agents.py")],
     "langgraph": [str(run_bench.VENV_PY), str(SHARED / "py" / "bench_langgraph.py")],
     "rein": [str(HERE / "rein-bench" / "target" / "release" / "rein-bench")],
+    # The same client with every transition committed before it is acted on.
+    "rein-every-step": ["/usr/bin/env", "REIN_BENCH_DURABILITY=every-step",
+                        str(HERE / "rein-bench" / "target" / "release" / "rein-bench")],
+    # The same client with the journal in memory: the loop's own cost.
+    "rein-memory": ["/usr/bin/env", "REIN_BENCH_JOURNAL=memory",
+                    str(HERE / "rein-bench" / "target" / "release" / "rein-bench")],
 })
-ORDER = ["raw", "rein", "rig", "openai-agents", "langgraph"]
+ORDER = ["raw", "rein", "rein-every-step", "rein-memory", "rig", "openai-agents", "langgraph"]
 
 
 def write_summary(outdir: Path, rows: list, reps: int) -> None:

@@ -36,19 +36,13 @@ pub struct RunArgs {
 pub async fn run(args: RunArgs, db: &Path) -> anyhow::Result<u8> {
     let input = match read_input(&args.input) {
         Ok(input) => input,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            return Ok(EXIT_USAGE);
-        }
+        Err(error) => return Ok(usage_error(args.json, "bad_input", &format!("{error:#}"))),
     };
     let client = rein::providers::default_client().context("could not build the HTTP client")?;
     let overrides = Overrides { model: args.model.clone(), base_url: args.base_url.clone() };
     let loaded = match rein::load_agent(&args.agent, &overrides, &client) {
         Ok(loaded) => loaded,
-        Err(error) => {
-            eprintln!("{error}");
-            return Ok(EXIT_USAGE);
-        }
+        Err(error) => return Ok(usage_error(args.json, "invalid_agent", &error.to_string())),
     };
     for warning in &loaded.warnings {
         eprintln!("{warning}");
@@ -56,8 +50,8 @@ pub async fn run(args: RunArgs, db: &Path) -> anyhow::Result<u8> {
     let journal = match rein::store::SqliteJournal::open(db) {
         Ok(journal) => journal,
         Err(error) => {
-            eprintln!("error: cannot open the journal at {}: {error}", db.display());
-            return Ok(EXIT_USAGE);
+            let message = format!("cannot open the journal at {}: {error}", db.display());
+            return Ok(usage_error(args.json, "journal_unavailable", &message));
         }
     };
     let interactive = std::io::stderr().is_terminal();
@@ -85,6 +79,16 @@ pub async fn run(args: RunArgs, db: &Path) -> anyhow::Result<u8> {
         render::outcome(&outcome);
     }
     Ok(exit_code(outcome.status))
+}
+
+/// Reports an error that kept the run from starting: on stderr, and with
+/// `--json` also as one JSON object on stdout, so scripts always get JSON.
+fn usage_error(json: bool, code: &str, message: &str) -> u8 {
+    eprintln!("{message}");
+    if json {
+        println!("{}", serde_json::json!({ "error": { "code": code, "message": message } }));
+    }
+    EXIT_USAGE
 }
 
 fn read_input(arg: &str) -> anyhow::Result<String> {

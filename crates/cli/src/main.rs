@@ -73,6 +73,9 @@ fn main() -> ExitCode {
             Command::Validate(args) => cmd_validate::run(args),
         }
     });
+    // A terminal read for an approval may still be blocked on stdin after a
+    // Ctrl-C ended the run; do not wait for it.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     match result {
         Ok(code) => ExitCode::from(code),
         Err(error) => {

@@ -51,7 +51,9 @@ const ACTION_VERBS: &[&str] = &[
 
 /// Subjects that make a sentence a claim by the agent itself.
 const CLAIM_LEADS: &[&str] =
-    &["i have ", "i've ", "i ", "we have ", "we've ", "we ", "has been ", "have been ", "was ", "were ", "is now "];
+    // Bare "was"/"were" are left out: "the ticket was closed on May 3" is
+    // usually a fact read back from a tool, not a claim of the agent's own.
+    &["i have ", "i've ", "i ", "we have ", "we've ", "we ", "has been ", "have been ", "is now "];
 
 /// Sentences of `answer` that claim an action was taken.
 pub fn action_claims(answer: &str) -> Vec<String> {

@@ -83,6 +83,20 @@ pub fn empty_answer(steps: u32, partial: usize) -> String {
     )
 }
 
+pub fn answer_truncated(cap: Option<u32>) -> String {
+    let cap = cap.map_or_else(|| String::from("the provider's default"), |c| format!("{c} tokens"));
+    format!(
+        "The model's final answer was cut off by its output limit ({cap}), so it is incomplete; the partial text is in the output. Raise [model] max_output_tokens, or ask for a shorter answer in the system prompt."
+    )
+}
+
+pub fn content_filtered(partial: usize) -> String {
+    format!(
+        "The provider withheld the model's answer (content filter). {} Check the input for content the provider refuses, or hand the case to a human.",
+        gathered(partial)
+    )
+}
+
 pub fn unbacked_claims() -> String {
     String::from(
         "The agent gave its final answer, but the answer claims actions that no successful tool call in this run performed (see unbacked_claims). Treat those claims as unverified: check the target system before relying on them.",

@@ -11,13 +11,12 @@ use crate::claims::action_claims;
 use crate::explain;
 use crate::policy::{self, BudgetCheck};
 use rein_types::{
-    Event, EventKind, IdempotencyKey, JOURNAL_FORMAT_VERSION, LimitKind, Message, ModelError, ModelRequest,
-    ModelResponse, PartialResult, RejectReason, RiskTier, RunId, RunOutcome, RunStatus, ToolCall, ToolCallId,
-    ToolOutcome, Usage,
+    Event, EventKind, FinishReason, IdempotencyKey, JOURNAL_FORMAT_VERSION, LimitKind, Message, ModelError,
+    ModelRequest, ModelResponse, PartialResult, RejectReason, RiskTier, RunId, RunOutcome, RunStatus, ToolCall,
+    ToolCallId, ToolOutcome, Usage,
 };
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 
 /// What the driver must do next, after writing the transition's events.
@@ -138,6 +137,12 @@ pub struct RunMachine {
     calibration: Option<(u64, usize)>,
     step: u32,
     usage: Usage,
+    /// Tokens counted against `max_tokens`: the provider's figures, or the
+    /// call's worst-case estimate when a provider reports none.
+    budget_tokens: u64,
+    /// The worst-case estimate of the call in flight.
+    requested_estimate: u64,
+    last_finish: FinishReason,
     cost_usd: f64,
     last_text: Option<String>,
     calls_per_tool: HashMap<usize, u32>,
@@ -176,6 +181,21 @@ impl RunMachine {
         (machine, Transition { events, effect })
     }
 
+    /// Rebuilds a run's state from its journal, as resume will: every event
+    /// goes through [`RunMachine::apply`], the only place state changes.
+    pub fn replay(plan: Arc<AgentPlan>, run_id: RunId, events: &[Event]) -> Self {
+        let mut machine = Self::empty(plan, run_id);
+        for event in events {
+            machine.apply(event);
+        }
+        machine
+    }
+
+    /// Calls accepted and not yet resolved (waiting for approval or to run).
+    pub fn pending_calls(&self) -> Vec<ToolInvocation> {
+        self.pending.iter().map(|p| p.invocation.clone()).collect()
+    }
+
     fn empty(plan: Arc<AgentPlan>, run_id: RunId) -> Self {
         Self {
             plan,
@@ -187,6 +207,9 @@ impl RunMachine {
             calibration: None,
             step: 0,
             usage: Usage::default(),
+            budget_tokens: 0,
+            requested_estimate: 0,
+            last_finish: FinishReason::Stop,
             cost_usd: 0.0,
             last_text: None,
             calls_per_tool: HashMap::new(),
@@ -263,7 +286,8 @@ impl RunMachine {
         let mut events = Vec::with_capacity(4);
         let cost_usd = self.plan.spec.price.map_or(0.0, |p| p.cost(&response.usage));
         let step = self.step;
-        let ModelResponse { text, tool_calls, usage, finish_reason, served_by } = response;
+        let ModelResponse { text, mut tool_calls, usage, finish_reason, served_by } = response;
+        unique_call_ids(&mut tool_calls);
         self.emit(
             &mut events,
             now_ms,
@@ -304,26 +328,57 @@ impl RunMachine {
     /// The calls of the last `ExecuteTools` effect returned.
     pub fn on_tool_results(&mut self, results: Vec<ToolResult>, now_ms: u64) -> Transition {
         let mut events = Vec::with_capacity(results.len() + 2);
+        self.record_results(&mut events, results, now_ms);
+        let effect = self.after_step(&mut events, now_ms);
+        Transition { events, effect }
+    }
+
+    /// The run's deadline passed, or it was cancelled, while tools were
+    /// running. `results` holds one outcome per call of the effect — the ones
+    /// that finished, and for the others an error saying their effect is
+    /// unknown — so every requested call is resolved in the journal before
+    /// the run ends.
+    pub fn on_tools_interrupted(
+        &mut self,
+        results: Vec<ToolResult>,
+        cancelled: Option<&str>,
+        now_ms: u64,
+    ) -> Transition {
+        let mut events = Vec::with_capacity(results.len() + 2);
+        self.record_results(&mut events, results, now_ms);
+        let effect = match cancelled {
+            Some(reason) => {
+                let explanation = explain::cancelled(reason, self.partial_results.len());
+                self.finish(&mut events, now_ms, RunStatus::Cancelled, "cancelled".into(), explanation, None)
+            }
+            None => {
+                let detail = policy::timeout_detail(&self.plan.spec.limits);
+                self.limit(&mut events, now_ms, LimitKind::Timeout, detail)
+            }
+        };
+        Transition { events, effect }
+    }
+
+    fn record_results(&mut self, events: &mut Vec<Event>, results: Vec<ToolResult>, now_ms: u64) {
         let step = self.step;
         for result in results {
-            let Some(pending) = self.pending.iter().position(|p| p.invocation.call_id == result.call_id) else {
+            let Some(tool) =
+                self.pending.iter().find(|p| p.invocation.call_id == result.call_id).map(|p| p.invocation.tool.clone())
+            else {
                 continue;
             };
-            let pending = self.pending.remove(pending);
             self.emit(
-                &mut events,
+                events,
                 now_ms,
                 EventKind::ToolCallExecuted {
                     step,
                     call_id: result.call_id,
-                    tool: pending.invocation.tool,
+                    tool,
                     outcome: result.outcome,
                     latency_ms: result.latency_ms,
                 },
             );
         }
-        let effect = self.after_step(&mut events, now_ms);
-        Transition { events, effect }
     }
 
     /// Humans decided on the calls of the last `RequestApprovals` effect.
@@ -488,7 +543,7 @@ impl RunMachine {
             return self.limit(events, now_ms, LimitKind::Timeout, detail);
         }
         let estimated_prompt = self.estimate_prompt_tokens();
-        let check = policy::check_budget(&self.plan.spec, self.usage, self.cost_usd, estimated_prompt);
+        let check = policy::check_budget(&self.plan.spec, self.budget_tokens, self.cost_usd, estimated_prompt);
         match check {
             BudgetCheck::Within { estimated_tokens } => {
                 let step = self.step + 1;
@@ -509,9 +564,9 @@ impl RunMachine {
     fn check_spent(&mut self, events: &mut Vec<Event>, now_ms: u64) -> Option<Effect> {
         let limits = &self.plan.spec.limits;
         if let Some(max) = limits.max_tokens
-            && self.usage.total() > max
+            && self.budget_tokens > max
         {
-            let detail = format!("used {} tokens of a budget of {max}", self.usage.total());
+            let detail = format!("used {} tokens of a budget of {max}", self.budget_tokens);
             return Some(self.limit(events, now_ms, LimitKind::TokenBudget, detail));
         }
         if let Some(max) = limits.max_cost_usd
@@ -528,6 +583,17 @@ impl RunMachine {
             Some(Message::Assistant { text: Some(text), .. }) => text.clone(),
             _ => String::new(),
         };
+        match self.last_finish {
+            FinishReason::Length => {
+                let explanation = explain::answer_truncated(self.plan.spec.settings.max_output_tokens);
+                return self.finish(events, now_ms, RunStatus::Failed, "answer_truncated".into(), explanation, None);
+            }
+            FinishReason::ContentFilter => {
+                let explanation = explain::content_filtered(self.partial_results.len());
+                return self.finish(events, now_ms, RunStatus::Failed, "content_filtered".into(), explanation, None);
+            }
+            FinishReason::Stop | FinishReason::ToolCalls | FinishReason::Other => {}
+        }
         if answer.trim().is_empty() {
             let explanation = explain::empty_answer(self.step, self.partial_results.len());
             return self.finish(events, now_ms, RunStatus::Failed, "empty_answer".into(), explanation, None);
@@ -545,7 +611,6 @@ impl RunMachine {
     fn accept_calls(&mut self, events: &mut Vec<Event>, now_ms: u64, calls: Vec<ToolCall>) -> Effect {
         let step = self.step;
         let limits = &self.plan.spec.limits;
-        let tool_timeout_ms = limits.tool_timeout_ms;
         let max_invalid = limits.max_invalid_calls;
         for (call_index, call) in calls.into_iter().enumerate() {
             let ToolCall { id: ToolCallId(call_id), name, arguments: raw_arguments } = call;
@@ -631,7 +696,6 @@ impl RunMachine {
                 continue;
             }
             let risk = spec.risk;
-            let needs_approval = spec.approval == rein_types::Approval::Required;
             let idempotency_key = IdempotencyKey::for_call(self.run_id, step, call_index);
             self.emit(
                 events,
@@ -651,23 +715,18 @@ impl RunMachine {
                 let explanation = explain::handed_off(&reason, self.partial_results.len());
                 return self.finish(events, now_ms, RunStatus::Escalated, "handoff".into(), explanation, None);
             }
-            self.pending.push(PendingCall {
-                invocation: ToolInvocation {
-                    step,
-                    call_id,
-                    tool_index,
-                    tool: name,
-                    arguments,
-                    idempotency_key,
-                    timeout_ms: tool_timeout_ms,
-                },
-                needs_approval,
-            });
+            // `apply` of the requested event queued the call.
         }
         if self.consecutive_invalid >= max_invalid {
             let explanation = explain::invalid_calls(self.consecutive_invalid, &self.messages);
             return self.finish(events, now_ms, RunStatus::Failed, "invalid_tool_calls".into(), explanation, None);
         }
+        // The model's stated reason is what it said alongside these calls,
+        // not something from an earlier step.
+        let rationale = match self.messages.last() {
+            Some(Message::Assistant { text: Some(text), .. }) if !text.trim().is_empty() => Some(text.clone()),
+            _ => None,
+        };
         let approvals: Vec<ApprovalRequest> = self
             .pending
             .iter()
@@ -678,7 +737,7 @@ impl RunMachine {
                 tool: p.invocation.tool.clone(),
                 risk: self.plan.catalog.spec(p.invocation.tool_index).risk,
                 arguments: p.invocation.arguments.clone(),
-                rationale: self.last_text.clone(),
+                rationale: rationale.clone(),
             })
             .collect();
         if !approvals.is_empty() {
@@ -689,22 +748,23 @@ impl RunMachine {
 
     /// Runs the accepted calls, or moves on when none are left.
     fn execute_pending(&mut self, events: &mut Vec<Event>, now_ms: u64) -> Effect {
-        let mut invocations = Vec::with_capacity(self.pending.len());
-        // Calls whose approval was rejected were removed by `apply`; the
-        // approved ones may carry edited arguments.
-        for pending in &mut self.pending {
-            pending.needs_approval = false;
-            invocations.push(pending.invocation.clone());
-        }
-        if invocations.is_empty() {
+        if self.pending.is_empty() {
             return self.after_step(events, now_ms);
         }
-        Effect::ExecuteTools(invocations)
+        // Waiting for a human can take a while; nothing starts after the
+        // run's time is up.
+        if now_ms >= self.deadline_ms() {
+            let detail = policy::timeout_detail(&self.plan.spec.limits);
+            return self.limit(events, now_ms, LimitKind::Timeout, detail);
+        }
+        // Rejected calls were removed by `apply`; approved ones may carry
+        // edited arguments.
+        Effect::ExecuteTools(self.pending.iter().map(|p| p.invocation.clone()).collect())
     }
 
     /// Every call of the step is resolved: check the step's limits and go on.
     fn after_step(&mut self, events: &mut Vec<Event>, now_ms: u64) -> Effect {
-        if let Some(output) = self.stop_tool_output.take() {
+        if let Some(output) = self.stop_tool_output.clone() {
             let explanation = String::from("A stop-condition tool succeeded, so the run ended with its result.");
             return self.finish(
                 events,
@@ -787,6 +847,20 @@ impl RunMachine {
         limit: Option<LimitKind>,
         output: Option<String>,
     ) -> Effect {
+        // Calls accepted but never run (a later call in the turn ended the
+        // run, or time ran out before they started) are resolved, so every
+        // requested call has exactly one outcome in the journal.
+        let step = self.step;
+        let unrun: Vec<(String, String)> =
+            self.pending.iter().map(|p| (p.invocation.call_id.clone(), p.invocation.tool.clone())).collect();
+        for (call_id, tool) in unrun {
+            let message = format!("Not run: the run ended ({reason}) before `{tool}` was executed.");
+            self.emit(
+                events,
+                now_ms,
+                EventKind::ToolCallRejected { step, call_id, tool, reason: RejectReason::RunEnded, message },
+            );
+        }
         let output = output.or_else(|| self.last_text.clone());
         let unbacked_claims = match (&output, status) {
             (Some(text), RunStatus::Succeeded) if self.successful_changes == 0 => action_claims(text),
@@ -841,19 +915,25 @@ impl RunMachine {
                 self.push_message(Message::System { text: self.plan.spec.system_prompt.clone() });
                 self.push_message(Message::User { text: input.clone() });
             }
-            EventKind::ModelRequested { step, .. } => {
+            EventKind::ModelRequested { step, estimated_tokens, .. } => {
                 self.step = *step;
+                self.requested_estimate = *estimated_tokens;
                 self.step_added_information = false;
                 self.step_open_calls = 0;
                 self.call_keys.clear();
             }
-            EventKind::ModelResponded { text, tool_calls, usage, cost_usd, .. } => {
+            EventKind::ModelResponded { text, tool_calls, usage, cost_usd, finish_reason, .. } => {
                 self.usage += *usage;
                 self.cost_usd += cost_usd;
+                self.last_finish = *finish_reason;
+                self.budget_tokens += if usage.total() == 0 { self.requested_estimate } else { usage.total() };
                 if let Some(text) = text.as_ref().filter(|t| !t.trim().is_empty()) {
                     self.last_text = Some(text.clone());
                 }
-                self.calibration = Some((usage.input_tokens, self.prompt_chars + self.plan.catalog.prompt_chars()));
+                // A provider that reports no usage gives nothing to calibrate on.
+                if usage.input_tokens > 0 {
+                    self.calibration = Some((usage.input_tokens, self.prompt_chars + self.plan.catalog.prompt_chars()));
+                }
                 self.step_open_calls = tool_calls.len();
                 // Keys are derived here, from the journaled calls, so that a
                 // replay sees the same repeated-call bookkeeping.
@@ -865,9 +945,22 @@ impl RunMachine {
                 self.push_message(Message::Assistant { text: text.clone(), tool_calls: tool_calls.clone() });
             }
             EventKind::ModelFailed { .. } | EventKind::ControlNotice { .. } | EventKind::LimitHit { .. } => {}
-            EventKind::ToolCallRequested { tool, call_id, arguments, .. } => {
+            EventKind::ToolCallRequested { step, tool, call_id, arguments, idempotency_key, .. } => {
                 if let Some(index) = self.plan.catalog.index_of(tool) {
                     *self.calls_per_tool.entry(index).or_default() += 1;
+                    let spec = self.plan.catalog.spec(index);
+                    self.pending.push(PendingCall {
+                        invocation: ToolInvocation {
+                            step: *step,
+                            call_id: call_id.clone(),
+                            tool_index: index,
+                            tool: tool.clone(),
+                            arguments: arguments.clone(),
+                            idempotency_key: IdempotencyKey(idempotency_key.clone()),
+                            timeout_ms: self.plan.spec.limits.tool_timeout_ms,
+                        },
+                        needs_approval: spec.approval == rein_types::Approval::Required,
+                    });
                 }
                 self.consecutive_invalid = 0;
                 // Approved edits change the arguments after this point, but the
@@ -889,11 +982,19 @@ impl RunMachine {
                     }
                     RejectReason::CallLimit => {}
                     RejectReason::ApprovalRejected => {
-                        self.pending.retain(|p| p.invocation.call_id != *call_id);
+                        // Nothing ran, so the call does not count against
+                        // the tool's max_calls.
+                        if let Some(index) = self.plan.catalog.index_of(tool)
+                            && let Some(count) = self.calls_per_tool.get_mut(&index)
+                        {
+                            *count = count.saturating_sub(1);
+                        }
                         // A human said no: that is new information for the model.
                         self.step_added_information = true;
                     }
+                    RejectReason::RunEnded => {}
                 }
+                self.pending.retain(|p| p.invocation.call_id != *call_id);
                 self.push_message(Message::Tool {
                     call_id: ToolCallId(call_id.clone()),
                     name: tool.clone(),
@@ -901,18 +1002,18 @@ impl RunMachine {
                 });
                 self.resolve_call();
             }
-            EventKind::ApprovalDecided { call_id, edited_arguments: Some(arguments), approved: true, .. } => {
+            EventKind::ApprovalDecided { call_id, edited_arguments, approved: true, .. } => {
                 if let Some(pending) = self.pending.iter_mut().find(|p| p.invocation.call_id == *call_id) {
-                    pending.invocation.arguments = arguments.clone();
+                    pending.needs_approval = false;
+                    if let Some(arguments) = edited_arguments {
+                        pending.invocation.arguments = arguments.clone();
+                    }
                 }
             }
             EventKind::ApprovalDecided { .. } => {}
             EventKind::ToolCallExecuted { call_id, tool, outcome, .. } => {
                 let observation = outcome.to_observation();
-                let mut hasher = DefaultHasher::new();
-                tool.hash(&mut hasher);
-                observation.hash(&mut hasher);
-                if self.seen_observations.insert(hasher.finish()) {
+                if self.seen_observations.insert(stable_hash(&[tool.as_bytes(), observation.as_bytes()])) {
                     self.step_added_information = true;
                 }
                 if let Some(key) = self.call_keys.get(call_id)
@@ -967,6 +1068,8 @@ impl RunMachine {
                 cost_usd,
                 duration_ms,
             } => {
+                self.pending.clear();
+                self.stop_tool_output = None;
                 self.outcome = Some(RunOutcome {
                     run_id: self.run_id,
                     agent: self.plan.spec.name.clone(),
@@ -1004,6 +1107,33 @@ impl RunMachine {
         self.prompt_chars += message.text_len();
         self.messages.push(message);
     }
+}
+
+/// Results are matched to calls by id, so a turn whose calls share an id
+/// (or have none) would lose results: such ids get a unique suffix.
+fn unique_call_ids(calls: &mut [ToolCall]) {
+    let mut seen: Vec<String> = Vec::with_capacity(calls.len());
+    for (index, call) in calls.iter_mut().enumerate() {
+        if call.id.0.is_empty() || seen.contains(&call.id.0) {
+            call.id = ToolCallId(format!("{}#{}", call.id.0, index + 1));
+        }
+        seen.push(call.id.0.clone());
+    }
+}
+
+/// FNV-1a over the parts, with a separator. Written here rather than taken
+/// from std's `DefaultHasher`, whose output may change between Rust
+/// releases: a replayed journal must judge progress exactly as the original
+/// run did.
+fn stable_hash(parts: &[&[u8]]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for byte in part.iter().chain(std::iter::once(&0xff)) {
+            hash ^= u64::from(*byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    hash
 }
 
 /// Arguments as the model sent them. An empty string means "no arguments",

@@ -13,17 +13,16 @@ pub enum BudgetCheck {
     Exceeded { limit: LimitKind, detail: String },
 }
 
-pub fn check_budget(spec: &AgentSpec, used: Usage, spent_usd: f64, estimated_prompt: u64) -> BudgetCheck {
+pub fn check_budget(spec: &AgentSpec, used_tokens: u64, spent_usd: f64, estimated_prompt: u64) -> BudgetCheck {
     let output_cap = spec.settings.max_output_tokens.map_or(ASSUMED_OUTPUT_TOKENS, u64::from);
     let estimated_tokens = estimated_prompt + output_cap;
     if let Some(max) = spec.limits.max_tokens {
-        let worst = used.total() + estimated_tokens;
+        let worst = used_tokens + estimated_tokens;
         if worst > max {
             return BudgetCheck::Exceeded {
                 limit: LimitKind::TokenBudget,
                 detail: format!(
-                    "the next model call could use up to {estimated_tokens} tokens (about {estimated_prompt} of prompt plus an output cap of {output_cap}), which would bring the run to {worst} of its {max}-token budget; {} used so far",
-                    used.total()
+                    "the next model call could use up to {estimated_tokens} tokens (about {estimated_prompt} of prompt plus an output cap of {output_cap}), which would bring the run to {worst} of its {max}-token budget; {used_tokens} used so far"
                 ),
             };
         }

@@ -13,7 +13,8 @@ use crate::agent::Agent;
 use crate::approval::{Approver, NoApprover};
 use crate::durability::{Durability, RunLog};
 use crate::hooks::{Hooks, RunInfo};
-use futures::FutureExt;
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
 use rein_core::{Effect, RunMachine, ToolInvocation, ToolResult, Transition};
 use rein_types::{Clock, Journal, JournalError, RiskTier, RunId, RunOutcome, SystemClock, ToolContext, ToolOutcome};
 use std::panic::AssertUnwindSafe;
@@ -112,7 +113,6 @@ impl Runtime {
         let mut after_side_effect = false;
         loop {
             let Transition { events, effect } = transition;
-            self.notify(&machine, agent, &events);
             let force = match &effect {
                 Effect::Finish(_) | Effect::RequestApprovals(_) => true,
                 Effect::ExecuteTools(calls) => {
@@ -125,20 +125,25 @@ impl Runtime {
                 transition = self.call_model(agent, &mut machine, &mut log, events, force, &cancel).await?;
                 continue;
             }
+            self.notify(&machine, agent, &events);
             log.record(events, force).await?;
             transition = match effect {
                 Effect::Finish(outcome) => return Ok(*outcome),
                 Effect::CallModel => unreachable!("handled above"),
                 Effect::ExecuteTools(calls) => self.call_tools(agent, &mut machine, calls, &cancel).await,
                 Effect::RequestApprovals(requests) => {
+                    let time_left = self.time_left(&machine);
                     let decisions = tokio::select! {
                         biased;
-                        _ = cancel.cancelled() => None,
-                        decisions = self.approver.decide(run_id, &requests) => Some(decisions),
+                        _ = cancel.cancelled() => Err(true),
+                        decisions = self.approver.decide(run_id, &requests) => Ok(decisions),
+                        _ = tokio::time::sleep(time_left) => Err(false),
                     };
+                    let now = self.clock.now_ms();
                     match decisions {
-                        Some(decisions) => machine.on_approvals(decisions, self.clock.now_ms()),
-                        None => machine.on_cancel("cancelled while waiting for approval", self.clock.now_ms()),
+                        Ok(decisions) => machine.on_approvals(decisions, now),
+                        Err(true) => machine.on_cancel("cancelled while waiting for approval", now),
+                        Err(false) => machine.on_deadline(now),
                     }
                 }
             };
@@ -199,6 +204,7 @@ impl Runtime {
                     early = futures::poll!(call.as_mut());
                 }
             }
+            self.notify(machine, agent, &events);
             log.record(events, force).await?;
             match early {
                 std::task::Poll::Ready(result) => Ended::Answered(result),
@@ -230,6 +236,10 @@ impl Runtime {
         })
     }
 
+    /// Runs the calls of one turn concurrently. Should the deadline pass or
+    /// the run be cancelled first, the calls that finished keep their
+    /// outcomes and the others are reported as interrupted with an unknown
+    /// effect, so the journal resolves every call.
     async fn call_tools(
         &self,
         agent: &Agent,
@@ -240,20 +250,43 @@ impl Runtime {
         let info = RunInfo { run_id: machine.run_id(), agent: agent.name(), step: machine.step() };
         let run_id = machine.run_id();
         let time_left = self.time_left(machine);
-        let all = futures::future::join_all(calls.iter().map(|call| self.call_tool(agent, run_id, info, call)));
-        let results = tokio::select! {
-            biased;
-            _ = cancel.cancelled() => None,
-            results = all => Some(results),
-            _ = tokio::time::sleep(time_left) => return machine.on_deadline(self.clock.now_ms()),
+        let mut running: FuturesUnordered<_> =
+            calls.iter().enumerate().map(|(index, call)| self.call_tool(agent, run_id, info, call, index)).collect();
+        let mut finished: Vec<Option<ToolResult>> = vec![None; calls.len()];
+        let deadline = tokio::time::sleep(time_left);
+        tokio::pin!(deadline);
+        let interrupted = loop {
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => break Some(Some("cancelled during tool calls")),
+                next = running.next() => match next {
+                    Some((index, result)) => finished[index] = Some(result),
+                    None => break None,
+                },
+                _ = &mut deadline => break Some(None),
+            }
         };
-        match results {
-            Some(results) => machine.on_tool_results(results, self.clock.now_ms()),
-            None => machine.on_cancel("cancelled during tool calls", self.clock.now_ms()),
+        drop(running);
+        let results: Vec<ToolResult> = finished
+            .into_iter()
+            .zip(&calls)
+            .map(|(result, call)| result.unwrap_or_else(|| interrupted_result(agent, call)))
+            .collect();
+        let now = self.clock.now_ms();
+        match interrupted {
+            None => machine.on_tool_results(results, now),
+            Some(cancelled) => machine.on_tools_interrupted(results, cancelled, now),
         }
     }
 
-    async fn call_tool(&self, agent: &Agent, run_id: RunId, info: RunInfo<'_>, call: &ToolInvocation) -> ToolResult {
+    async fn call_tool(
+        &self,
+        agent: &Agent,
+        run_id: RunId,
+        info: RunInfo<'_>,
+        call: &ToolInvocation,
+        index: usize,
+    ) -> (usize, ToolResult) {
         for hook in self.hooks.iter() {
             hook.before_tool_call(info, call);
         }
@@ -281,11 +314,7 @@ impl Runtime {
                             "This is a fault in the tool, not in your arguments; try another approach or hand off to a human.",
                         )
                     }
-                    Err(_) => ToolOutcome::Error {
-                        message: format!("The tool `{}` did not finish within {} ms.", call.tool, call.timeout_ms),
-                        hint: Some("The service may be slow or down; try again later or hand off to a human.".into()),
-                        retryable: true,
-                    },
+                    Err(_) => timed_out(agent, call, format!("did not finish within {} ms", call.timeout_ms)),
                 }
             }
             None => ToolOutcome::error(format!("The tool `{}` has no implementation in this runtime.", call.tool)),
@@ -294,6 +323,36 @@ impl Runtime {
         for hook in self.hooks.iter() {
             hook.after_tool_call(info, call, &outcome, latency_ms);
         }
-        ToolResult { call_id: call.call_id.clone(), outcome, latency_ms }
+        (index, ToolResult { call_id: call.call_id.clone(), outcome, latency_ms })
+    }
+}
+
+/// The outcome of a call that was stopped before it answered. A call that can
+/// change state may have done so: the model must not be told it is safe to
+/// repeat.
+fn timed_out(agent: &Agent, call: &ToolInvocation, what: String) -> ToolOutcome {
+    let spec = agent.plan.catalog.spec(call.tool_index);
+    if spec.idempotent || spec.risk == RiskTier::Read {
+        ToolOutcome::Error {
+            message: format!("The tool `{}` {what}.", call.tool),
+            hint: Some("The service may be slow or down; try again later or hand off to a human.".into()),
+            retryable: true,
+        }
+    } else {
+        ToolOutcome::Error {
+            message: format!("The tool `{}` {what}; it may or may not have taken effect.", call.tool),
+            hint: Some(
+                "Do not repeat the call blindly: check whether it took effect first, or hand off to a human.".into(),
+            ),
+            retryable: false,
+        }
+    }
+}
+
+fn interrupted_result(agent: &Agent, call: &ToolInvocation) -> ToolResult {
+    ToolResult {
+        call_id: call.call_id.clone(),
+        outcome: timed_out(agent, call, "was interrupted because the run stopped".into()),
+        latency_ms: 0,
     }
 }

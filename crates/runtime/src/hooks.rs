@@ -16,7 +16,9 @@ pub struct RunInfo<'a> {
 /// Callbacks around each model and tool call. Every method has a no-op
 /// default; implement the ones you need.
 pub trait Hooks: Send + Sync {
-    /// After an event is durably journaled, before the runtime acts on it.
+    /// After an event is recorded in the run's journal (in order; committed
+    /// at the latest before the next side effect, see `Durability`), before
+    /// the runtime acts on it.
     fn on_event(&self, _run: RunInfo<'_>, _event: &Event) {}
 
     fn before_model_call(&self, _run: RunInfo<'_>, _request: &ModelRequest<'_>) {}

@@ -623,3 +623,98 @@ async fn the_agent_version_is_recorded_on_the_run() {
         .unwrap();
     assert_ne!(other.version(), agent.version());
 }
+
+#[tokio::test]
+async fn a_deadline_during_tool_calls_keeps_finished_results_and_resolves_the_rest() {
+    let model = ScriptedModel::new([scripted::calls(&[("save", json!({"key": "a"})), ("slow", json!({"key": "b"}))])]);
+    let save = TestTool::new("save", RiskTier::Write, |_| ToolOutcome::ok(json!({"saved": true})));
+    let mut slow = TestTool::new("slow", RiskTier::Read, |_| ToolOutcome::ok(json!("late")));
+    slow.delay = Some(Duration::from_secs(30));
+    let limits = Limits { timeout_ms: 300, ..Limits::default() };
+    let agent = Agent::builder("deadline").model(model).tool(save).tool(slow).limits(limits).build().unwrap();
+    let (runtime, journal) = runtime();
+    let outcome = runtime.run(&agent, "go").await.unwrap();
+
+    assert_eq!(outcome.limit, Some(LimitKind::Timeout));
+    assert_eq!(outcome.partial_results.len(), 1, "the finished write is kept: {:?}", outcome.partial_results);
+    let executed: Vec<(String, bool)> = events(&journal, outcome.run_id)
+        .await
+        .into_iter()
+        .filter_map(|k| match k {
+            EventKind::ToolCallExecuted { tool, outcome, .. } => Some((tool, outcome.is_ok())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(executed, [("save".to_owned(), true), ("slow".to_owned(), false)], "every requested call is resolved");
+}
+
+#[tokio::test]
+async fn a_truncated_final_answer_is_not_a_success() {
+    let mut cut = scripted::text("The three steps are: first, open the");
+    cut.finish_reason = rein_types::FinishReason::Length;
+    let agent = Agent::builder("cut").model(ScriptedModel::new([cut])).build().unwrap();
+    let (runtime, _) = runtime();
+    let outcome = runtime.run(&agent, "go").await.unwrap();
+    assert_eq!(outcome.status, RunStatus::Failed);
+    assert_eq!(outcome.reason, "answer_truncated");
+    assert_eq!(outcome.output.as_deref(), Some("The three steps are: first, open the"), "the partial text is kept");
+    assert!(outcome.explanation.contains("max_output_tokens"), "{}", outcome.explanation);
+}
+
+#[tokio::test]
+async fn the_token_budget_holds_when_the_provider_reports_no_usage() {
+    let counter = AtomicUsize::new(0);
+    let model = Arc::new(FnModel::new(move |_| {
+        let n = counter.fetch_add(1, Ordering::SeqCst);
+        let mut response = scripted::call("lookup", json!({"key": format!("k{n}")}));
+        response.usage = rein_types::Usage::default();
+        Ok(response)
+    }));
+    let limits = Limits { max_tokens: Some(1_000), ..Limits::default() };
+    let settings = ModelSettings { max_output_tokens: Some(100), ..ModelSettings::default() };
+    let agent = Agent::builder("silent")
+        .shared_model(model.clone())
+        .tool(TestTool::lookup())
+        .limits(limits)
+        .settings(settings)
+        .build()
+        .unwrap();
+    let (runtime, _) = runtime();
+    let outcome = runtime.run(&agent, "go").await.unwrap();
+    assert_eq!(outcome.limit, Some(LimitKind::TokenBudget), "{}", outcome.explanation);
+    assert!(model.calls_made() < 12, "the budget stopped the run before max_steps");
+}
+
+#[tokio::test]
+async fn calls_left_behind_by_a_handoff_are_resolved_not_run() {
+    let model = ScriptedModel::new([scripted::calls(&[
+        ("lookup", json!({"key": "a"})),
+        ("handoff_to_human", json!({"reason": "legal question"})),
+    ])]);
+    let tool = TestTool::lookup();
+    let calls = tool.counter();
+    let agent = Agent::builder("handoff").model(model).tool(tool).build().unwrap();
+    let (runtime, journal) = runtime();
+    let outcome = runtime.run(&agent, "go").await.unwrap();
+    assert_eq!(outcome.status, RunStatus::Escalated);
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    let resolved = events(&journal, outcome.run_id)
+        .await
+        .into_iter()
+        .any(|k| matches!(k, EventKind::ToolCallRejected { reason: RejectReason::RunEnded, ref tool, .. } if tool == "lookup"));
+    assert!(resolved, "the lookup accepted before the handoff is journaled as not run");
+}
+
+#[tokio::test]
+async fn calls_sharing_an_id_each_get_their_result() {
+    let mut both = scripted::calls(&[("lookup", json!({"key": "a"})), ("lookup", json!({"key": "b"}))]);
+    let shared = both.tool_calls[0].id.clone();
+    both.tool_calls[1].id = shared;
+    let model = Arc::new(ScriptedModel::new([both, scripted::text("ok")]));
+    let agent = Agent::builder("dupes").shared_model(model.clone()).tool(TestTool::lookup()).build().unwrap();
+    let (runtime, _) = runtime();
+    let outcome = runtime.run(&agent, "go").await.unwrap();
+    assert_eq!(outcome.partial_results.len(), 2);
+    let observations = tool_messages(&model.transcripts()[1]);
+    assert!(observations[0].contains("v-a") && observations[1].contains("v-b"), "{observations:?}");
+}

@@ -73,6 +73,8 @@ pub enum RejectReason {
     CallLimit,
     /// A human rejected the call.
     ApprovalRejected,
+    /// The run ended (a limit, a handoff, a cancellation) before the call ran.
+    RunEnded,
 }
 
 /// What happened. Events are written before the runtime acts on them.
