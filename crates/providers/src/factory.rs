@@ -1,7 +1,8 @@
 //! From an agent's `provider:model` reference and [`ProviderDecl`] to a ready
 //! [`Model`]: each known provider's default address and key variable, reading
-//! the key and expanding `${VAR}` in headers from the environment, and the
-//! errors that tell the user what to fix before any run starts.
+//! the key and expanding `${VAR}` in headers from the environment (the values
+//! read are handed on to be scrubbed from error messages), and the errors
+//! that tell the user what to fix before any run starts.
 
 use crate::error::ProviderError;
 use crate::openai::{OpenAiCompatible, OpenAiConfig};
@@ -97,10 +98,13 @@ pub fn build_model_with(
         (None, KeyPolicy::None) => (None, None),
     };
 
+    // The expanded values are kept apart too, to be scrubbed from error
+    // messages on their own: a provider may echo the token of `Bearer ${T}`.
+    let mut secrets = Vec::new();
     let headers = decl
         .headers
         .iter()
-        .map(|(name, template)| Ok((name.clone(), expand(name, template, &env)?)))
+        .map(|(name, template)| Ok((name.clone(), expand(name, template, &env, &mut secrets)?)))
         .collect::<Result<Vec<_>, ProviderError>>()?;
 
     let mut retry = RetryConfig::default();
@@ -114,6 +118,7 @@ pub fn build_model_with(
         api_key,
         api_key_env,
         headers,
+        secrets,
         timeout: decl.timeout_ms.map_or(Duration::from_secs(60), Duration::from_millis),
         retry,
     };
@@ -124,9 +129,15 @@ fn missing_key(var: &str) -> ProviderError {
     ProviderError::MissingKey { var: var.to_owned() }
 }
 
-/// Replaces every `${VAR}` in a header template with the variable's value.
-/// A `$` not followed by `{` is kept as it is.
-fn expand(header: &str, template: &str, env: &impl Fn(&str) -> Option<String>) -> Result<String, ProviderError> {
+/// Replaces every `${VAR}` in a header template with the variable's value,
+/// adding each value read to `secrets`. A `$` not followed by `{` is kept as
+/// it is.
+fn expand(
+    header: &str,
+    template: &str,
+    env: &impl Fn(&str) -> Option<String>,
+    secrets: &mut Vec<String>,
+) -> Result<String, ProviderError> {
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
     while let Some(start) = rest.find("${") {
@@ -146,6 +157,7 @@ fn expand(header: &str, template: &str, env: &impl Fn(&str) -> Option<String>) -
         let value = env(var)
             .ok_or_else(|| ProviderError::MissingHeaderVar { header: header.to_owned(), var: var.to_owned() })?;
         out.push_str(&value);
+        secrets.push(value);
         rest = &after[end + 1..];
     }
     out.push_str(rest);
@@ -166,13 +178,16 @@ mod tests {
 
     #[test]
     fn header_templates_expand_every_variable() {
-        assert_eq!(expand("h", "plain $5 text", &env).unwrap(), "plain $5 text");
-        assert_eq!(expand("h", "${TEAM}-${TOKEN}!", &env).unwrap(), "blue-t0k!");
+        let mut secrets = Vec::new();
+        let mut expand = |template: &str| expand("h", template, &env, &mut secrets);
+        assert_eq!(expand("plain $5 text").unwrap(), "plain $5 text");
+        assert_eq!(expand("${TEAM}-${TOKEN}!").unwrap(), "blue-t0k!");
         assert_eq!(
-            expand("h", "x ${NOPE}", &env),
+            expand("x ${NOPE}"),
             Err(ProviderError::MissingHeaderVar { header: "h".into(), var: "NOPE".into() })
         );
-        assert!(matches!(expand("h", "${TEAM", &env), Err(ProviderError::InvalidHeader { .. })));
-        assert!(matches!(expand("h", "${}", &env), Err(ProviderError::InvalidHeader { .. })));
+        assert!(matches!(expand("${TEAM"), Err(ProviderError::InvalidHeader { .. })));
+        assert!(matches!(expand("${}"), Err(ProviderError::InvalidHeader { .. })));
+        assert_eq!(secrets, ["blue", "t0k"], "the values read are remembered for scrubbing");
     }
 }

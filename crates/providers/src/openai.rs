@@ -3,6 +3,9 @@
 //! vLLM and the llama.cpp server all speak. This module owns the HTTP call,
 //! the retry loop around it, and the translation of every way a call can fail
 //! into a typed [`ModelError`] that says what happened and names the fix.
+//! Error messages quote the provider, with the key and every other secret
+//! header value scrubbed out; response bodies are read up to
+//! [`MAX_RESPONSE_BYTES`], and redirects are not followed.
 //!
 //! The success path is kept lean because benchmarks drive thousands of calls
 //! a second through it: the body is serialised once from borrowed views of
@@ -25,6 +28,17 @@ use wire::{Decoded, ErrorInfo};
 /// page does not belong in a run's outcome.
 const MAX_PROVIDER_MESSAGE: usize = 1000;
 
+/// Response bodies are read up to this many bytes; a longer one fails the
+/// call instead of exhausting memory. Far above any real completion.
+const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
+
+/// Secret values shorter than this are not scrubbed from messages: no real
+/// credential is that short, and replacing every `42` would garble the text.
+const MIN_SECRET_CHARS: usize = 4;
+
+/// What replaces a secret in an error message.
+const REDACTED: &str = "<redacted>";
+
 /// Everything an [`OpenAiCompatible`] needs. [`crate::build_model`] fills it
 /// from an agent's declaration; build one directly to embed a provider.
 #[derive(Clone)]
@@ -42,8 +56,12 @@ pub struct OpenAiConfig {
     /// variable to check.
     pub api_key_env: Option<String>,
     /// Extra headers, already expanded. Values may be secrets and are never
-    /// shown.
+    /// shown: each is scrubbed from error messages.
     pub headers: Vec<(String, String)>,
+    /// Further values to scrub from error messages: the environment values
+    /// expanded into `headers` (a provider may echo `tok` out of
+    /// `Bearer tok`). [`crate::build_model`] fills it in.
+    pub secrets: Vec<String>,
     /// Time-out of each attempt, from sending the request to the end of the
     /// response body.
     pub timeout: Duration,
@@ -61,6 +79,7 @@ impl OpenAiConfig {
             api_key: None,
             api_key_env: None,
             headers: Vec::new(),
+            secrets: Vec::new(),
             timeout: Duration::from_secs(60),
             retry: RetryConfig::default(),
         }
@@ -76,16 +95,23 @@ impl fmt::Debug for OpenAiConfig {
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("api_key_env", &self.api_key_env)
             .field("headers", &self.headers.iter().map(|(name, _)| name).collect::<Vec<_>>())
+            .field("secrets", &format_args!("<{} redacted>", self.secrets.len()))
             .field("timeout", &self.timeout)
             .field("retry", &self.retry)
             .finish()
     }
 }
 
-/// A client that is safe to share between providers: connection pools are
-/// per client, so sharing one keeps connections warm across models.
+/// A client that is safe to share between providers (and HTTP tools):
+/// connection pools are per client, so sharing one keeps connections warm.
+///
+/// It does not follow redirects. reqwest drops only `Authorization`,
+/// `Cookie` and `Proxy-Authorization` on a redirect to another host, so a
+/// followed redirect would carry any other secret header (`api-key`,
+/// `X-Api-Key: ${KEY}`) to wherever it points; a 3xx is reported instead.
 pub fn default_client() -> Result<Client, ProviderError> {
     Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(10))
         .pool_idle_timeout(Duration::from_secs(90))
         .tcp_nodelay(true)
@@ -102,8 +128,12 @@ pub struct OpenAiCompatible {
     endpoint: Url,
     client: Client,
     headers: HeaderMap,
-    /// Kept only to scrub it from provider error messages that echo it.
+    /// The key sent, if any; only whether there is one is looked at (for
+    /// the hint of an authentication failure).
     api_key: Option<String>,
+    /// The key, header values and expanded variables, longest first, to
+    /// scrub from provider error messages that echo them.
+    secrets: Vec<String>,
     api_key_env: Option<String>,
     timeout: Duration,
     retry: RetryConfig,
@@ -156,6 +186,16 @@ impl OpenAiCompatible {
             header_value.set_sensitive(true);
             headers.insert(header_name, header_value);
         }
+        let mut secrets: Vec<String> = api_key
+            .iter()
+            .chain(config.headers.iter().map(|(_, value)| value))
+            .chain(&config.secrets)
+            .filter(|value| value.chars().count() >= MIN_SECRET_CHARS)
+            .cloned()
+            .collect();
+        // Longest first, so a value that contains another is replaced whole.
+        secrets.sort_by_key(|value| std::cmp::Reverse(value.len()));
+        secrets.dedup();
         let client = match client {
             Some(client) => client,
             None => default_client()?,
@@ -168,6 +208,7 @@ impl OpenAiCompatible {
             client,
             headers,
             api_key,
+            secrets,
             api_key_env: config.api_key_env,
             timeout: config.timeout,
             retry: config.retry,
@@ -195,10 +236,27 @@ impl OpenAiCompatible {
     /// One HTTP exchange.
     async fn attempt(&self, request: Request, model: &str) -> Result<ModelResponse, Failure> {
         let retryable = |error: ModelError| Failure { retryable: error.is_retryable(), error };
-        let response = self.client.execute(request).await.map_err(|e| retryable(self.transport_error(&e, model)))?;
+        let mut response =
+            self.client.execute(request).await.map_err(|e| retryable(self.transport_error(&e, model)))?;
         let status = response.status();
         let retry_after = if status.is_success() { None } else { retry::retry_after(response.headers()) };
-        let body = response.bytes().await.map_err(|e| retryable(self.transport_error(&e, model)))?;
+        let body = read_body(&mut response, MAX_RESPONSE_BYTES)
+            .await
+            .map_err(|e| retryable(self.transport_error(&e, model)))?
+            .ok_or_else(|| Failure {
+                error: ModelError {
+                    kind: ModelErrorKind::InvalidResponse,
+                    message: format!(
+                        "{} answered HTTP {} with a body over {} MiB, which rein does not read; check that base_url points at an OpenAI-compatible API",
+                        self.provider,
+                        status.as_u16(),
+                        MAX_RESPONSE_BYTES / (1024 * 1024)
+                    ),
+                    status: Some(status.as_u16()),
+                    retry_after: None,
+                },
+                retryable: false,
+            })?;
         if !status.is_success() {
             let info = ErrorInfo::from_body(&body);
             return Err(self.classify(status.as_u16(), &info, retry_after, model));
@@ -293,6 +351,13 @@ impl OpenAiCompatible {
                 false,
             ),
             500..=599 => (ModelErrorKind::ServerError, format!("{provider} failed (HTTP {status}): {detail}"), true),
+            300..=399 => (
+                ModelErrorKind::InvalidResponse,
+                format!(
+                    "{provider} redirected the request (HTTP {status}): {detail}; redirects are not followed, so that credentials are never sent to another address: set base_url to the address the provider redirects to"
+                ),
+                false,
+            ),
             _ => (
                 ModelErrorKind::InvalidResponse,
                 format!("{provider} answered with unexpected HTTP status {status}: {detail}"),
@@ -312,12 +377,16 @@ impl OpenAiCompatible {
         } else if error.is_connect() {
             ModelError::new(
                 ModelErrorKind::Transport,
-                format!("could not connect to {provider} at {}: {}", self.endpoint, error_chain(error)),
+                format!("could not connect to {provider} at {}: {}", self.endpoint, self.redact(error_chain(error))),
             )
         } else {
             ModelError::new(
                 ModelErrorKind::Transport,
-                format!("the connection to {provider} at {} failed: {}", self.endpoint, error_chain(error)),
+                format!(
+                    "the connection to {provider} at {} failed: {}",
+                    self.endpoint,
+                    self.redact(error_chain(error))
+                ),
             )
         }
     }
@@ -332,14 +401,21 @@ impl OpenAiCompatible {
         }
     }
 
-    /// Cuts a provider's text to size and removes the key should the provider
-    /// have echoed it back.
-    fn scrub(&self, mut text: String) -> String {
-        if let Some(key) = &self.api_key
-            && text.contains(key.as_str())
-        {
-            text = text.replace(key.as_str(), "<redacted>");
+    /// Removes every secret (the key, header values and the variables
+    /// expanded into them) from `text`.
+    fn redact(&self, mut text: String) -> String {
+        for secret in &self.secrets {
+            if text.contains(secret.as_str()) {
+                text = text.replace(secret.as_str(), REDACTED);
+            }
         }
+        text
+    }
+
+    /// Cuts a provider's text to size and removes any secret the provider
+    /// echoed back. Secrets go first, so a cut cannot leave half of one.
+    fn scrub(&self, text: String) -> String {
+        let mut text = self.redact(text);
         if text.len() > MAX_PROVIDER_MESSAGE {
             let mut cut = MAX_PROVIDER_MESSAGE;
             while !text.is_char_boundary(cut) {
@@ -430,6 +506,24 @@ impl OpenAiCompatible {
     }
 }
 
+/// Reads a response body of at most `limit` bytes; `Ok(None)` when it is
+/// longer, as soon as that is known (from `Content-Length`, or once the
+/// bytes read pass the limit).
+async fn read_body(response: &mut reqwest::Response, limit: usize) -> Result<Option<Vec<u8>>, reqwest::Error> {
+    let declared = response.content_length().map(|len| usize::try_from(len).unwrap_or(usize::MAX));
+    if declared.is_some_and(|len| len > limit) {
+        return Ok(None);
+    }
+    let mut body = Vec::with_capacity(declared.unwrap_or(0));
+    while let Some(chunk) = response.chunk().await? {
+        if chunk.len() > limit - body.len() {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body))
+}
+
 /// `{base_url}/chat/completions`, accepting a base URL with or without a
 /// trailing slash, or one that already names the endpoint.
 fn endpoint(base_url: &str) -> Result<Url, ProviderError> {
@@ -499,6 +593,25 @@ mod tests {
         assert_eq!(failure.error.kind, ModelErrorKind::Auth);
         assert!(!failure.error.message.contains("sk-secret"), "{}", failure.error.message);
         assert!(failure.error.message.contains("<redacted>"));
+    }
+
+    #[test]
+    fn header_values_and_declared_secrets_are_scrubbed_too() {
+        let mut config = OpenAiConfig::new("gw", "m", "http://127.0.0.1:1/v1");
+        config.headers.push(("api-key".into(), "hdr-secret-1".into()));
+        config.headers.push(("x-org".into(), "Org t0k3n".into()));
+        config.secrets.push("t0k3n".into());
+        // Too short to be a credential, and would garble every message.
+        config.secrets.push("42".into());
+        let model = OpenAiCompatible::new(config, None).unwrap();
+        let info = ErrorInfo {
+            message: Some("bad api-key hdr-secret-1 for `Org t0k3n` (t0k3n), id 42".into()),
+            ..ErrorInfo::default()
+        };
+        let message = model.classify(400, &info, None, "m").error.message;
+        assert!(message.contains("bad api-key <redacted> for `<redacted>` (<redacted>), id 42"), "{message}");
+        let message = model.invalid_response(200, "odd", b"echo: t0k3n").message;
+        assert!(message.ends_with("echo: <redacted>"), "{message}");
     }
 
     #[test]

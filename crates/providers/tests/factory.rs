@@ -156,3 +156,42 @@ async fn vllm_sends_its_optional_key_when_set() {
     built.complete(request).await.unwrap();
     assert_eq!(server.requests()[0].headers["authorization"], "Bearer vllm-key");
 }
+
+#[tokio::test]
+async fn expanded_header_variables_are_scrubbed_from_errors() {
+    const TOKEN: &str = "tok-4f3e2d1c";
+    // A careless gateway that quotes the request's headers in its errors,
+    // the token alone as well as the whole header value.
+    let echo = format!("bad team header `Bearer {TOKEN}` (token {TOKEN})");
+    let server = MockServer::start(move |n, _| match n {
+        0 => Reply::json(400, common::error_body(&echo, "invalid_request_error", "bad_header")),
+        _ => Reply::raw(200, &format!("<html>{echo}</html>")),
+    })
+    .await;
+    let decl = ProviderDecl {
+        base_url: Some(server.base_url.clone()),
+        max_retries: Some(0),
+        headers: BTreeMap::from([("X-Team-Auth".to_owned(), "Bearer ${TEAM_TOKEN}".to_owned())]),
+        ..ProviderDecl::default()
+    };
+    let env = |var: &str| (var == "TEAM_TOKEN").then(|| TOKEN.to_owned());
+    let built = build_model_with(&model("openai-compatible:m"), &decl, None, env).unwrap();
+    let messages = vec![Message::User { text: "hi".into() }];
+    let request = ModelRequest {
+        model: "m",
+        messages: &messages,
+        tools: &[],
+        max_output_tokens: None,
+        temperature: None,
+        top_p: None,
+        seed: None,
+        stop: &[],
+    };
+    // A classified error status, then a body that is not a response.
+    for _ in 0..2 {
+        let error = built.complete(request).await.unwrap_err();
+        assert!(!error.message.contains(TOKEN), "{}", error.message);
+        assert!(error.message.contains("<redacted>"), "the rest is still quoted: {}", error.message);
+    }
+    assert_eq!(server.requests()[0].headers["x-team-auth"], format!("Bearer {TOKEN}").as_str());
+}

@@ -428,3 +428,70 @@ async fn providers_can_share_one_client() {
     let models: Vec<_> = server.requests().iter().map(|r| r.body["model"].clone()).collect();
     assert_eq!(models, [json!("a"), json!("b")], "an empty request model falls back to the configured one");
 }
+
+#[tokio::test]
+async fn a_runaway_body_is_an_invalid_response() {
+    // 33 MiB of whitespace would parse as nothing but must not be read.
+    let huge = " ".repeat(33 * 1024 * 1024);
+    let server = MockServer::start(move |_, _| Reply::raw(200, &huge)).await;
+    let model = server.provider(|_| {});
+    let messages = user("hi");
+    let error = model.complete(request(&messages, &[])).await.unwrap_err();
+    assert_eq!(error.kind, ModelErrorKind::InvalidResponse);
+    assert!(error.message.contains("over 32 MiB"), "{}", error.message);
+    assert_eq!(server.hits(), 1, "not retried");
+}
+
+#[tokio::test]
+async fn a_runaway_body_without_a_length_is_cut_off_too() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A server that streams chunks without saying how many, for ever.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let streamed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = streamed.clone();
+    let server = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut request = vec![0u8; 64 * 1024];
+        let _ = socket.read(&mut request).await;
+        let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+        socket.write_all(head.as_bytes()).await.unwrap();
+        let chunk = format!("{:x}\r\n{}\r\n", 1024 * 1024, " ".repeat(1024 * 1024));
+        // Stops when the client hangs up (or after 1 GiB, should it not).
+        for _ in 0..1024 {
+            if socket.write_all(chunk.as_bytes()).await.is_err() {
+                break;
+            }
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    let mut config = OpenAiConfig::new("local", "m", format!("http://{addr}/v1"));
+    config.retry = fast_retry(0);
+    let model = OpenAiCompatible::new(config, None).unwrap();
+    let messages = user("hi");
+    let error = model.complete(request(&messages, &[])).await.unwrap_err();
+    assert_eq!(error.kind, ModelErrorKind::InvalidResponse);
+    assert!(error.message.contains("over 32 MiB"), "{}", error.message);
+    drop(model);
+    server.await.unwrap();
+    let sent = streamed.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(sent < 100, "the client stopped reading near the cap: {sent} MiB sent");
+}
+
+#[tokio::test]
+async fn redirects_are_reported_not_followed() {
+    let elsewhere = MockServer::start(|_, _| Reply::json(200, text_completion("took the key"))).await;
+    let target = format!("{}/chat/completions", elsewhere.base_url);
+    let server = MockServer::start(move |_, _| Reply::raw(307, "").header("location", &target)).await;
+    let model = server.provider(|config| {
+        config.api_key = Some("sk-do-not-forward".into());
+        config.headers.push(("x-api-key".into(), "also-do-not-forward".into()));
+    });
+    let messages = user("hi");
+    let error = model.complete(request(&messages, &[])).await.unwrap_err();
+    assert_eq!(error.kind, ModelErrorKind::InvalidResponse);
+    assert_eq!(error.status, Some(307));
+    assert!(error.message.contains("redirect"), "{}", error.message);
+    assert_eq!(server.hits(), 1, "not retried");
+    assert_eq!(elsewhere.hits(), 0, "the redirect was not followed");
+}

@@ -35,6 +35,10 @@ pub use schema::SCHEMA_VERSION;
 /// rein process on the same file, a checkpoint) before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// SQLite's default WAL size, in pages, at which a commit checkpoints; used
+/// only when the checkpoint thread could not start.
+const AUTOCHECKPOINT_PAGES: i64 = 1000;
+
 /// Why a journal file could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -86,7 +90,9 @@ pub struct SqliteJournal {
     path: PathBuf,
     writer: Writer,
     readers: Arc<Readers>,
-    _checkpointer: checkpoint::Checkpointer,
+    /// `None` when checkpoints could not be moved off the append path; the
+    /// writer then checkpoints as SQLite does by default.
+    _checkpointer: Option<checkpoint::Checkpointer>,
 }
 
 impl std::fmt::Debug for SqliteJournal {
@@ -104,7 +110,16 @@ impl SqliteJournal {
     /// file (`:memory:` would give every connection a different, empty
     /// database; use `rein_testkit::journal::MemoryJournal` instead).
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        let path = path.as_ref().to_path_buf();
+        Self::open_with(path.as_ref(), checkpoint::Checkpointer::start)
+    }
+
+    /// [`Self::open`] with the checkpointer's start given, so tests can
+    /// have it fail.
+    fn open_with(
+        path: &Path,
+        start_checkpointer: impl FnOnce(&Path) -> Option<checkpoint::Checkpointer>,
+    ) -> Result<Self, StoreError> {
+        let path = path.to_path_buf();
         if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)
                 .map_err(|source| StoreError::CreateDir { path: parent.to_path_buf(), source })?;
@@ -115,10 +130,17 @@ impl SqliteJournal {
         schema::check_not_newer(&conn, &path)?;
         configure_writer(&conn).map_err(|source| StoreError::open(&path, source))?;
         schema::migrate(&mut conn, &path)?;
+        let checkpointer = start_checkpointer(&path);
+        if checkpointer.is_none() {
+            // Nobody else will checkpoint, and a WAL never checkpointed grows
+            // without bound: the writer does it after its commits again.
+            conn.pragma_update(None, "wal_autocheckpoint", AUTOCHECKPOINT_PAGES)
+                .map_err(|source| StoreError::open(&path, source))?;
+        }
         tracing::debug!(path = %path.display(), "opened journal");
         Ok(Self {
             readers: Arc::new(Readers::new(path.clone())),
-            _checkpointer: checkpoint::Checkpointer::start(&path),
+            _checkpointer: checkpointer,
             path,
             writer: Writer::new(conn),
         })
@@ -156,7 +178,7 @@ fn configure_writer(conn: &Connection) -> rusqlite::Result<()> {
     }
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     // Checkpoints (and their fsync) run on a thread of their own; see
-    // `checkpoint.rs`.
+    // `checkpoint.rs`. Turned back on in `open` if that thread cannot start.
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     // Savepoint journals of the group commit stay in memory.
     conn.pragma_update(None, "temp_store", "MEMORY")?;
@@ -187,5 +209,24 @@ impl Journal for SqliteJournal {
     async fn resolve(&self, id_or_prefix: &str) -> Result<RunId, JournalError> {
         let id_or_prefix = id_or_prefix.to_string();
         self.read(move |conn| reader::resolve(conn, &id_or_prefix)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn autocheckpoint(journal: &SqliteJournal) -> i64 {
+        let conn = journal.writer.conn();
+        conn.pragma_query_value(None, "wal_autocheckpoint", |row| row.get(0)).unwrap()
+    }
+
+    #[test]
+    fn the_writer_checkpoints_itself_only_without_the_checkpoint_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = SqliteJournal::open(dir.path().join("threaded.db")).unwrap();
+        assert_eq!(autocheckpoint(&journal), 0);
+        let journal = SqliteJournal::open_with(&dir.path().join("alone.db"), |_| None).unwrap();
+        assert_eq!(autocheckpoint(&journal), AUTOCHECKPOINT_PAGES);
     }
 }

@@ -8,9 +8,15 @@
 //! (the leader) drains the queue and commits it as one group, answering
 //! every waiter, so under load groups grow by themselves and the per-commit
 //! cost is shared. After a few groups the leader hands the lead to the
-//! oldest waiter, so no task blocks its thread for long. Each batch runs inside its own savepoint, so a batch that
-//! fails (a duplicate seq) is rolled back alone while the rest of its group
-//! commits.
+//! oldest waiter, so no task blocks its thread for long. Each batch runs
+//! inside its own savepoint, so a batch that fails (a duplicate seq) is
+//! rolled back alone while the rest of its group commits.
+//!
+//! A waiter whose future is dropped (a time-out, a `select!`) must not lose
+//! work: a batch still in the queue is committed by whoever leads next, and a
+//! lead handed to a waiter that is gone before it could take it is taken
+//! back by the waiter's drop guard ([`Waiting`]), which requeues the batch
+//! and leads itself, so the queue never stalls without a leader.
 //!
 //! Callers do the CPU work (JSON encoding, working out summary changes) in
 //! [`Batch::encode`] before queueing, so the one thread spends its time in
@@ -203,14 +209,19 @@ impl Writer {
                 return self.lead(conn, Some(batch)).unwrap_or(Ok(()));
             }
             let (reply, answer) = oneshot::channel();
+            // Armed before the push: from then on, dropping this future must
+            // not lose a lead handed to it.
+            let mut waiting = Waiting { writer: self, answer };
             self.queue().push_back((batch, reply));
             // The leader may have finished between our first try and the
             // push; then nobody would commit the queue, so try once more.
             if let Some(conn) = self.try_conn() {
                 self.lead(conn, None);
             }
-            match answer.await {
+            match (&mut waiting.answer).await {
                 Ok(Answer::Done(outcome)) => return outcome,
+                // No await until this batch is led or queued again, so the
+                // lead cannot be lost between here and there.
                 Ok(Answer::Lead(returned)) => batch = returned,
                 Err(_) => return Err(JournalError::Storage("the journal dropped an append without answering".into())),
             }
@@ -229,19 +240,28 @@ impl Writer {
         let mut own_outcome = None;
         let mut rounds = 0;
         loop {
-            let mut waiting: Vec<(Batch, Reply)> = {
-                let mut queue = self.queue();
-                if rounds >= MAX_ROUNDS
-                    && own.is_none()
-                    && let Some((batch, reply)) = queue.pop_front()
-                {
-                    match reply.send(Answer::Lead(batch)) {
-                        Ok(()) => return own_outcome,
-                        // The waiter is gone; its batch still gets committed.
-                        Err(Answer::Lead(batch)) => queue.push_front((batch, oneshot::channel().0)),
-                        Err(Answer::Done(_)) => {}
+            if rounds >= MAX_ROUNDS && own.is_none() {
+                let next = self.queue().pop_front();
+                if let Some((batch, reply)) = next {
+                    // Unlocked before the hand-over: the new leader, or the
+                    // drop guard of a waiter cancelled right after the send,
+                    // must find the connection free.
+                    drop(conn);
+                    let Err(Answer::Lead(batch)) = reply.send(Answer::Lead(batch)) else {
+                        return own_outcome;
+                    };
+                    // The waiter is gone; its batch still gets committed:
+                    // here, or by whoever took the connection meanwhile
+                    // (a leader commits the queue before it lets go).
+                    self.queue().push_front((batch, oneshot::channel().0));
+                    match self.try_conn() {
+                        Some(again) => conn = again,
+                        None => return own_outcome,
                     }
                 }
+            }
+            let mut waiting: Vec<(Batch, Reply)> = {
+                let mut queue = self.queue();
                 let take = queue.len().min(MAX_GROUP);
                 queue.drain(..take).collect()
             };
@@ -278,6 +298,12 @@ impl Writer {
         }
     }
 
+    /// The write connection, for tests to inspect.
+    #[cfg(test)]
+    pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap()
+    }
+
     /// The write connection, unless another appender holds it. A panic while
     /// it was held leaves it usable: any open transaction is rolled back.
     fn try_conn(&self) -> Option<MutexGuard<'_, Connection>> {
@@ -296,6 +322,35 @@ impl Writer {
         // The queue is only pushed to and drained; a panic cannot leave it
         // half-changed, so a poisoned lock is still a consistent queue.
         self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// An appender waiting for its answer. Dropped before the answer was taken
+/// (its future cancelled), it makes sure the lead it may have been handed is
+/// not lost with it.
+struct Waiting<'a> {
+    writer: &'a Writer,
+    answer: oneshot::Receiver<Answer>,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        // After `close` no answer can arrive any more: a leader sending one
+        // gets it back and keeps leading. Whatever arrived before is here.
+        self.answer.close();
+        let Ok(Answer::Lead(batch)) = self.answer.try_recv() else {
+            // Answered (or still queued, and then committed by the next
+            // leader): nothing of ours is in flight.
+            return;
+        };
+        // The leader stopped for us. Nobody waits for this batch any more,
+        // but it was queued and is committed all the same, ahead of the
+        // batches queued after it; and since no one else may be leading,
+        // lead now rather than leave the queue to the next append.
+        self.writer.queue().push_front((batch, oneshot::channel().0));
+        if let Some(conn) = self.writer.try_conn() {
+            self.writer.lead(conn, None);
+        }
     }
 }
 
@@ -468,6 +523,50 @@ mod tests {
         assert!(outcomes[0].is_err());
         assert!(conn.is_autocommit(), "the transaction is closed");
         assert_eq!(count(&conn, "SELECT COUNT(*) FROM events") + count(&conn, "SELECT COUNT(*) FROM runs"), 0);
+    }
+
+    fn one(run: RunId) -> Batch {
+        Batch::encode(&[run_started(run, 0, 1, "w", "x")]).unwrap()
+    }
+
+    fn poll<F: std::future::Future + ?Sized>(future: std::pin::Pin<&mut F>) -> std::task::Poll<F::Output> {
+        future.poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+    }
+
+    #[test]
+    fn a_lead_handed_to_a_cancelled_waiter_is_taken_back() {
+        let writer = Writer::new(journal());
+        let held = writer.try_conn().unwrap();
+        // Both queue behind the appender holding the connection.
+        let mut first = Box::pin(writer.append(one(RunId::new())));
+        let mut second = Box::pin(writer.append(one(RunId::new())));
+        assert!(poll(first.as_mut()).is_pending());
+        assert!(poll(second.as_mut()).is_pending());
+        // The leader hands the lead to the oldest waiter, as it does after
+        // MAX_ROUNDS, and lets go of the connection...
+        drop(held);
+        let (batch, reply) = writer.queue().pop_front().unwrap();
+        assert!(reply.send(Answer::Lead(batch)).is_ok());
+        // ...and that waiter's future is dropped before it could take it.
+        drop(first);
+        // Its guard committed both batches, and the other waiter has its
+        // answer without any further append.
+        assert!(matches!(poll(second.as_mut()), std::task::Poll::Ready(Ok(()))));
+        assert!(writer.queue().is_empty());
+        assert_eq!(count(&writer.try_conn().unwrap(), "SELECT COUNT(*) FROM events"), 2);
+    }
+
+    #[test]
+    fn a_batch_whose_waiter_is_gone_is_still_committed() {
+        let writer = Writer::new(journal());
+        let held = writer.try_conn().unwrap();
+        let mut waiter = Box::pin(writer.append(one(RunId::new())));
+        assert!(poll(waiter.as_mut()).is_pending());
+        drop(waiter);
+        assert_eq!(writer.queue().len(), 1, "the batch stays queued");
+        // The appender holding the connection commits the queue as it goes.
+        assert!(writer.lead(held, None).is_none());
+        assert_eq!(count(&writer.try_conn().unwrap(), "SELECT COUNT(*) FROM events"), 1);
     }
 
     #[test]

@@ -135,6 +135,58 @@ async fn appends_queued_before_drop_are_committed() {
     assert_eq!(journal.runs(&RunFilter::default()).await.unwrap().len(), runs.len());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn cancelled_appends_lose_no_batch_and_stall_no_one() {
+    const TASKS: usize = 64;
+    const APPENDS: usize = 40;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rein.db");
+    let journal = std::sync::Arc::new(SqliteJournal::open(&path).unwrap());
+    let mut tasks = Vec::new();
+    for task in 0..TASKS {
+        let journal = journal.clone();
+        tasks.push(tokio::spawn(async move {
+            for n in 0..APPENDS {
+                let events = [run_started(RunId::new(), 0, n as u64, "cancel", "x")];
+                if (task + n) % 2 == 0 {
+                    journal.append(&events).await.unwrap();
+                    continue;
+                }
+                // Polled once (which commits the batch or queues it), then
+                // dropped on the next poll whatever it was told meanwhile:
+                // a queued batch, or a lead handed to this waiter, is left
+                // behind by a future that is gone.
+                tokio::select! {
+                    biased;
+                    () = tokio::task::yield_now() => {}
+                    outcome = journal.append(&events) => outcome.unwrap(),
+                }
+            }
+        }));
+    }
+    let all = async {
+        for task in tasks {
+            task.await.unwrap();
+        }
+    };
+    // A lost lead leaves the appenders still waiting stuck until an append
+    // that never comes.
+    tokio::time::timeout(std::time::Duration::from_secs(60), all).await.expect("no appender is left waiting");
+
+    // Every batch was queued or committed by its first poll, and all are
+    // committed by now, the cancelled ones included.
+    let count = |path: &std::path::Path| -> i64 {
+        raw(path).query_row("SELECT COUNT(*) FROM events", [], |row| row.get(0)).unwrap()
+    };
+    assert_eq!(count(&path), (TASKS * APPENDS) as i64);
+    let later = [run_started(RunId::new(), 0, 1, "cancel", "later")];
+    tokio::time::timeout(std::time::Duration::from_secs(5), journal.append(&later))
+        .await
+        .expect("a later append is not stuck")
+        .unwrap();
+    assert_eq!(count(&path), (TASKS * APPENDS) as i64 + 1);
+}
+
 #[test]
 fn listings_are_served_by_indexes() {
     let dir = tempfile::tempdir().unwrap();

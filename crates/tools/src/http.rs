@@ -1,7 +1,10 @@
 //! Declarative HTTP tools: an [`HttpToolDecl`] from an agent file becomes a
 //! [`Tool`] that fills in the URL, query, headers and body from the model's
 //! arguments, sends the request with per-attempt time-outs and retries, and
-//! turns whatever happens into a [`ToolOutcome`] the model can act on.
+//! turns whatever happens into a [`ToolOutcome`] the model can act on. A
+//! redirect is reported, never followed, and a call that is not idempotent
+//! and may have been applied despite failing says so instead of inviting a
+//! retry.
 //!
 //! Secrets live only in the environment: `${VAR}` in headers and query values
 //! is read when the request is sent, and every value read that way is scrubbed
@@ -10,12 +13,12 @@
 
 use crate::error::ToolBuildError;
 use crate::redact::Secrets;
-use crate::template::{RenderError, Segment, Template, arg_text, encode_component};
+use crate::template::{RenderError, Segment, Template, arg_text};
 use crate::truncate::fit;
 use async_trait::async_trait;
 use futures::FutureExt;
 use rein_types::{BodyMapping, HttpToolDecl, Tool, ToolContext, ToolOutcome, ToolSpec};
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, LOCATION, RETRY_AFTER};
 use reqwest::{Method, StatusCode, Url};
 use serde_json::{Map, Value};
 use std::collections::BTreeSet;
@@ -64,6 +67,11 @@ impl HttpTool {
     /// `POST`, `PUT`, `PATCH`, `DELETE`; the URL is absolute `http(s)` once
     /// its `{param}`s are filled in; templates refer only to declared
     /// parameters; extraction paths are JSON Pointers; limits are non-zero.
+    ///
+    /// `client` must not follow redirects (`rein_providers::default_client`
+    /// does not): a followed redirect carries the tool's headers, secrets
+    /// included, to wherever it points. A redirect is then reported to the
+    /// model as an error.
     pub fn new(spec: ToolSpec, decl: HttpToolDecl, client: reqwest::Client) -> Result<Self, ToolBuildError> {
         let name = spec.name.clone();
         let method = match decl.method.to_ascii_uppercase().as_str() {
@@ -148,7 +156,7 @@ impl HttpTool {
         let empty = Map::new();
         let args = arguments.as_object().unwrap_or(&empty);
 
-        let url_text = self.url.render(args, secrets, encode_component).map_err(|e| self.render_error(e, "URL"))?;
+        let url_text = self.url.render_url(args, secrets).map_err(|e| self.render_error(e, "URL"))?;
         let mut url = Url::parse(&url_text).map_err(|e| {
             ToolOutcome::error_with_hint(
                 format!("The arguments do not make a valid URL for `{}`: {e}", self.spec.name),
@@ -230,6 +238,13 @@ impl HttpTool {
                 format!("The `{}` tool is not configured: environment variable `{var}` is not set", self.spec.name),
                 "This is a deployment problem the arguments cannot fix; tell the user the integration is unavailable or hand off to a human",
             ),
+            RenderError::DotSegment(param) => ToolOutcome::error_with_hint(
+                format!(
+                    "Argument `{param}` of `{}` cannot be `.` or `..`: in the URL's path it would address a different endpoint",
+                    self.spec.name
+                ),
+                format!("Call `{}` again with the actual value for `{param}`", self.spec.name),
+            ),
             RenderError::EnvNotUnicode(var) => ToolOutcome::error_with_hint(
                 format!(
                     "The `{}` tool is misconfigured: environment variable `{var}` is not valid UTF-8",
@@ -305,11 +320,13 @@ impl HttpTool {
             if attempt >= max_attempts {
                 return self.exhausted(failure, attempt, secrets);
             }
+            let backoff = backoff(policy.initial_backoff_ms, policy.max_backoff_ms, attempt);
             let wait = match &failure {
-                Failure::Status { retry_after: Some(wait), .. } => {
-                    (*wait).min(Duration::from_millis(policy.max_backoff_ms))
-                }
-                _ => backoff(policy.initial_backoff_ms, policy.max_backoff_ms, attempt),
+                // The service's own wait is a floor: retrying sooner only
+                // earns another refusal. Longer than MAX_RETRY_AFTER was
+                // refused above.
+                Failure::Status { retry_after: Some(wait), .. } => (*wait).max(backoff),
+                _ => backoff,
             };
             tokio::time::sleep(wait).await;
         }
@@ -334,12 +351,23 @@ impl HttpTool {
         ToolOutcome::Ok { data, truncated: cut || response.cut }
     }
 
-    /// A final, non-retryable status (4xx other than 408 and 429, or an
-    /// unfollowed redirect).
+    /// A final, non-retryable status: 4xx other than 408 and 429, or a
+    /// redirect. Redirects are never followed (the client is built that way,
+    /// see `rein_providers::default_client`): following one would send the
+    /// tool's headers, credentials included, to wherever it points.
     fn client_error(&self, response: RawResponse, secrets: &Secrets) -> ToolOutcome {
         let status = response.status;
-        let body = parse_body(&response, secrets);
-        let detail = detail_suffix(&body, secrets);
+        let detail = if status.is_redirection() {
+            match &response.location {
+                // Scrubbed before it is cut, so no part of a secret is left.
+                Some(location) => {
+                    format!(": the service redirects the request to {}", cut_detail(&secrets.scrub_str(location)))
+                }
+                None => ": the service redirects the request elsewhere".to_string(),
+            }
+        } else {
+            detail_suffix(&parse_body(&response, secrets), secrets)
+        };
         let hint = match status.as_u16() {
             400 | 422 => {
                 "The service rejected the input as invalid; check the argument values and formats, then call again with corrected arguments"
@@ -353,7 +381,7 @@ impl HttpTool {
             409 => "The request conflicts with the current state; fetch the current state before trying again",
             413 => "The request is too large; send less data",
             _ if status.is_redirection() => {
-                "The service redirected the request elsewhere; the tool's URL may be out of date — hand off to a human"
+                "Redirects are not followed, so that the tool's credentials never reach another address; the tool's URL is probably out of date — retrying will not help, tell the user or hand off to a human"
             }
             _ => "The service refused the request; check the arguments before trying again",
         };
@@ -369,6 +397,10 @@ impl HttpTool {
         let tries = if attempts == 1 { "1 attempt".to_string() } else { format!("{attempts} attempts") };
         let name = &self.spec.name;
         let later = "; try again later, or hand off to a human if it keeps failing";
+        // A request that timed out or broke off after it was sent may have
+        // reached the service and been applied all the same; repeating a call
+        // that is not idempotent could apply it twice.
+        let maybe_applied = matches!(failure, Failure::Timeout | Failure::Transport { connect: false, .. });
         let (message, hint) = match failure {
             Failure::Timeout => (
                 format!("`{name}` timed out after {tries} (each limited to {} ms)", self.decl.timeout_ms),
@@ -393,6 +425,16 @@ impl HttpTool {
                 (format!("HTTP {} from `{name}` after {tries}{detail}", status_text(response.status)), hint)
             }
         };
+        if maybe_applied && !self.spec.idempotent {
+            return ToolOutcome::Error {
+                message: format!("{message}; the request may have been applied anyway"),
+                hint: Some(
+                    "Do not simply call it again: first check whether it took effect (look the result up, or ask the user), or hand off to a human"
+                        .to_string(),
+                ),
+                retryable: false,
+            };
+        }
         ToolOutcome::Error { message, hint: Some(hint), retryable: true }
     }
 }
@@ -506,6 +548,8 @@ struct RawResponse {
     status: StatusCode,
     retry_after: Option<Duration>,
     content_type: Option<String>,
+    /// Where a redirect points.
+    location: Option<String>,
     body: Vec<u8>,
     /// The body was longer than [`MAX_BODY_BYTES`] and was cut.
     cut: bool,
@@ -538,6 +582,7 @@ async fn send(request: reqwest::RequestBuilder) -> Result<RawResponse, reqwest::
     let retry_after = response.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
     let content_type =
         response.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(|v| v.to_ascii_lowercase());
+    let location = response.headers().get(LOCATION).and_then(|v| v.to_str().ok()).map(str::to_string);
     let mut body = Vec::new();
     let mut cut = false;
     while let Some(chunk) = response.chunk().await? {
@@ -549,7 +594,7 @@ async fn send(request: reqwest::RequestBuilder) -> Result<RawResponse, reqwest::
         }
         body.extend_from_slice(&chunk);
     }
-    Ok(RawResponse { status, retry_after, content_type, body, cut })
+    Ok(RawResponse { status, retry_after, content_type, location, body, cut })
 }
 
 /// `Retry-After` as delay-seconds or an HTTP-date.
@@ -657,10 +702,15 @@ fn error_detail(body: &Body) -> Option<String> {
     if text.is_empty() {
         return None;
     }
-    Some(match text.char_indices().nth(MAX_DETAIL_CHARS) {
+    Some(cut_detail(&text))
+}
+
+/// `text` cut to [`MAX_DETAIL_CHARS`] characters, marked when cut.
+fn cut_detail(text: &str) -> String {
+    match text.char_indices().nth(MAX_DETAIL_CHARS) {
         Some((end, _)) => format!("{}…", &text[..end]),
-        None => text,
-    })
+        None => text.to_string(),
+    }
 }
 
 fn json_message(value: &Value) -> Option<String> {

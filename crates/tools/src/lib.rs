@@ -42,7 +42,8 @@ use std::sync::Arc;
 /// [`ToolImpl::Handoff`], which the core handles itself.
 ///
 /// SQL tools open their database here (blocking file I/O): build tools when
-/// the agent is loaded, not per call.
+/// the agent is loaded, not per call. `client` must not follow redirects, as
+/// `rein_providers::default_client` does not (see [`HttpTool::new`]).
 pub fn build_tool(
     spec: ToolSpec,
     implementation: &ToolImpl,

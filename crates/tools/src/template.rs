@@ -1,7 +1,9 @@
 //! String templates shared by the HTTP tool: `{param}` is replaced by an
 //! argument, `${VAR}` (where allowed) by an environment variable read at call
 //! time. Templates are parsed once when the tool is built, so a malformed one
-//! is a start-up error rather than a surprise on the first call.
+//! is a start-up error rather than a surprise on the first call. In a URL, an
+//! argument is percent-encoded and may not make a path segment `.` or `..`,
+//! so it cannot step out of its segment or reach another endpoint.
 
 use crate::redact::Secrets;
 use serde_json::{Map, Value};
@@ -29,6 +31,9 @@ pub(crate) enum RenderError {
     MissingArgument(String),
     MissingEnv(String),
     EnvNotUnicode(String),
+    /// The argument would make a URL path segment `.` or `..`, which URL
+    /// parsing resolves away, reaching another endpoint.
+    DotSegment(String),
 }
 
 impl Template {
@@ -114,19 +119,75 @@ impl Template {
         secrets: &mut Secrets,
         encode: impl Fn(&str) -> String,
     ) -> Result<String, RenderError> {
+        self.render_spans(args, secrets, encode).map(|(out, _)| out)
+    }
+
+    /// Fills in a URL template, arguments percent-encoded. Encoding keeps an
+    /// argument inside its path segment, but not from *being* a segment of
+    /// `.` or `..`, which URL parsing then resolves (`/users/../orders` is
+    /// `/orders`, and `%2e` counts as a dot): such an argument is refused.
+    pub(crate) fn render_url(&self, args: &Map<String, Value>, secrets: &mut Secrets) -> Result<String, RenderError> {
+        let (url, spans) = self.render_spans(args, secrets, encode_component)?;
+        // Encoded arguments hold no `/`, `?` or `#`, so the path's bounds
+        // and its segments all come from the template's literal text.
+        let Some(path_start) = url.find("://").and_then(|scheme| {
+            let authority = scheme + 3;
+            url[authority..].find('/').map(|slash| authority + slash)
+        }) else {
+            return Ok(url);
+        };
+        let path_end = url[path_start..].find(['?', '#']).map_or(url.len(), |end| path_start + end);
+        let mut start = path_start;
+        for piece in url[path_start..path_end].split('/') {
+            let end = start + piece.len();
+            if is_dot_segment(piece)
+                && let Some((_, _, name)) = spans.iter().find(|(from, to, _)| *from < end && *to > start)
+            {
+                return Err(RenderError::DotSegment(name.clone()));
+            }
+            start = end + 1;
+        }
+        Ok(url)
+    }
+
+    /// Fills the template in and says where each argument went: byte ranges
+    /// of the output and the parameter's name.
+    fn render_spans(
+        &self,
+        args: &Map<String, Value>,
+        secrets: &mut Secrets,
+        encode: impl Fn(&str) -> String,
+    ) -> Result<(String, Vec<ArgSpan>), RenderError> {
         let mut out = String::new();
+        let mut spans = Vec::new();
         for segment in &self.segments {
             match segment {
                 Segment::Literal(text) => out.push_str(text),
                 Segment::Param(name) => match args.get(name) {
-                    Some(value) if !value.is_null() => out.push_str(&encode(&arg_text(value))),
+                    Some(value) if !value.is_null() => {
+                        let start = out.len();
+                        out.push_str(&encode(&arg_text(value)));
+                        spans.push((start, out.len(), name.clone()));
+                    }
                     _ => return Err(RenderError::MissingArgument(name.clone())),
                 },
                 Segment::Env(name) => out.push_str(&secrets.env(name)?),
             }
         }
-        Ok(out)
+        Ok((out, spans))
     }
+}
+
+/// Where one argument went in a rendered template: the byte range it fills
+/// and the parameter's name.
+type ArgSpan = (usize, usize, String);
+
+/// Whether a URL path segment is one that URL parsing resolves away: `.` or
+/// `..`, with any dot possibly written `%2e` (WHATWG URL parsing treats it
+/// as a dot there).
+fn is_dot_segment(segment: &str) -> bool {
+    let dots = segment.to_ascii_lowercase().replace("%2e", ".");
+    dots == "." || dots == ".."
 }
 
 /// The text an argument contributes to a string: strings as they are, other
@@ -251,6 +312,34 @@ mod tests {
         assert_eq!(out, Err(RenderError::MissingArgument("id".into())));
         let out = t.render(&args(json!({"id": 42})), &mut secrets, encode_component);
         assert_eq!(out, Ok("/users/42/x".to_string()));
+    }
+
+    #[test]
+    fn dot_segments_from_arguments_are_refused() {
+        let t = Template::parse("https://api.example.com/users/{id}/orders?x={q}", false);
+        let mut secrets = Secrets::default();
+        let mut render = |value: Value| t.render_url(&args(json!({"id": value, "q": "."})), &mut secrets);
+        for bad in [".", ".."] {
+            assert_eq!(render(json!(bad)), Err(RenderError::DotSegment("id".into())), "{bad}");
+        }
+        // Percent signs are encoded, so `%2e` cannot pose as a dot.
+        assert_eq!(render(json!("%2e%2e")), Ok("https://api.example.com/users/%252e%252e/orders?x=.".to_string()));
+        // Dots are fine as part of a value, and anywhere outside the path.
+        assert_eq!(render(json!("...")), Ok("https://api.example.com/users/.../orders?x=.".to_string()));
+        assert_eq!(render(json!("a..b")), Ok("https://api.example.com/users/a..b/orders?x=.".to_string()));
+
+        // A segment made of an argument and literal text, or of two arguments.
+        let t = Template::parse("https://h/x/.{a}/{b}{c}", false);
+        let refused = |a: &str, b: &str, c: &str| {
+            t.render_url(&args(json!({"a": a, "b": b, "c": c})), &mut Secrets::default()).err()
+        };
+        assert_eq!(refused(".", "x", "y"), Some(RenderError::DotSegment("a".into())));
+        assert_eq!(refused("x", ".", "."), Some(RenderError::DotSegment("b".into())));
+        assert_eq!(refused("x", ".", ""), Some(RenderError::DotSegment("b".into())));
+        assert_eq!(refused("x", "y", "z"), None);
+        // The template's own literal dots are the author's business.
+        let t = Template::parse("https://h/a/../b/{id}", false);
+        assert!(t.render_url(&args(json!({"id": "7"})), &mut Secrets::default()).is_ok());
     }
 
     #[test]

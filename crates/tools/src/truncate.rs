@@ -87,36 +87,43 @@ fn shrink_array(items: &[Value], budget: usize) -> Value {
 }
 
 /// Shrinks the largest fields first; if that is not enough, drops fields from
-/// the end.
+/// the end. Each field's size is measured once and the object's total kept as
+/// a running sum, so the cost stays linear in the object's size however many
+/// fields it has.
 fn shrink_object(map: &Map<String, Value>, budget: usize) -> Value {
     let mut entries: Vec<(String, Value)> = map.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    // Per entry: the length of its key with the colon, and of its value.
+    let mut sizes: Vec<(usize, usize)> = entries.iter().map(|(k, v)| (json_str_len(k) + 1, json_len(v))).collect();
+    let mut fields: usize = sizes.iter().map(|(key, value)| key + value).sum();
+    let total = |fields: usize, count: usize| 2 + fields + count.saturating_sub(1);
     let mut by_size: Vec<usize> = (0..entries.len()).collect();
-    by_size.sort_by_key(|&i| std::cmp::Reverse(json_len(&entries[i].1)));
+    by_size.sort_by_key(|&i| std::cmp::Reverse(sizes[i].1));
     for i in by_size {
-        let total = object_len(&entries);
-        if total <= budget {
+        let now = total(fields, entries.len());
+        if now <= budget {
             break;
         }
-        let excess = total - budget;
-        let current = json_len(&entries[i].1);
+        let excess = now - budget;
+        let current = sizes[i].1;
         if current <= MIN_PIECE {
             continue;
         }
         let target = current.saturating_sub(excess).max(MIN_PIECE);
         let smaller = shrink(&entries[i].1, target);
-        if json_len(&smaller) < current {
+        let size = json_len(&smaller);
+        if size < current {
             entries[i].1 = smaller;
+            sizes[i].1 = size;
+            fields -= current - size;
         }
     }
-    while object_len(&entries) > budget && !entries.is_empty() {
+    while total(fields, entries.len()) > budget
+        && let Some((key, value)) = sizes.pop()
+    {
         entries.pop();
+        fields -= key + value;
     }
     Value::Object(entries.into_iter().collect())
-}
-
-fn object_len(entries: &[(String, Value)]) -> usize {
-    let fields: usize = entries.iter().map(|(k, v)| json_str_len(k) + 1 + json_len(v)).sum();
-    2 + fields + entries.len().saturating_sub(1)
 }
 
 /// Cuts `s` so that, with [`CUT_MARK`] appended, its JSON text fits `budget`.
@@ -197,6 +204,32 @@ mod tests {
         assert_eq!(out["status"], "open");
         assert!(out["notes"].as_str().is_some_and(|s| s.ends_with(CUT_MARK)));
         assert!(json_len(&out) <= 300);
+    }
+
+    #[test]
+    fn objects_with_many_fields_are_cut_in_linear_time() {
+        // Quadratic work on 50 000 fields would take minutes; the result is
+        // what is checked here, the test's speed is what would show a
+        // regression.
+        let map: Map<String, Value> = (0..50_000).map(|i| (format!("key{i:05}"), json!(i))).collect();
+        let original = Value::Object(map.clone());
+        let (out, cut) = fit(original.clone(), 1_000);
+        assert!(cut);
+        assert!(json_len(&out) <= 1_000, "{}", json_len(&out));
+        let kept = out.as_object().cloned().unwrap_or_default();
+        assert!(kept.len() > 50, "structure is kept: {} fields", kept.len());
+        // A prefix of the fields, values untouched.
+        let expected: Map<String, Value> = map.into_iter().take(kept.len()).collect();
+        assert_eq!(kept, expected);
+
+        // Large fields among many small ones are still shrunk first.
+        let mut map: Map<String, Value> = (0..50_000).map(|i| (format!("k{i:05}"), json!("v"))).collect();
+        map.insert("a_notes".into(), json!("n".repeat(100_000)));
+        let (out, cut) = fit(Value::Object(map), 700_000);
+        assert!(cut);
+        assert!(json_len(&out) <= 700_000);
+        assert_eq!(out.as_object().map(Map::len), Some(50_001), "no field needed dropping");
+        assert!(out["a_notes"].as_str().is_some_and(|s| s.ends_with(CUT_MARK)));
     }
 
     #[test]

@@ -130,8 +130,10 @@ async fn idempotency_key_is_sent_and_stable_across_retries() {
 async fn too_many_requests_with_retry_after_zero_then_success() {
     let server = TestServer::start().await;
     let mut d = decl("GET", server.url("/flaky429"));
-    // A long backoff proves Retry-After (0 s) is what decided the wait.
-    d.retry = RetryPolicy { max_attempts: 3, initial_backoff_ms: 5_000, max_backoff_ms: 5_000 };
+    // Retry-After is a floor under the backoff, not a replacement for it
+    // (see `retry_after_is_waited_out_in_full`): with 0 s, the short backoff
+    // decides.
+    d.retry = RetryPolicy { max_attempts: 3, initial_backoff_ms: 50, max_backoff_ms: 50 };
     let t = tool("rate_limited", &[], d);
     let started = Instant::now();
     let (data, _) = ok_data(t.call(json!({}), &context()).await);
@@ -177,6 +179,51 @@ async fn timeouts_become_retryable_errors() {
     assert!(retryable);
     assert!(message.contains("timed out") && message.contains("2 attempts"), "{message}");
     assert!(started.elapsed() < Duration::from_secs(2), "each attempt is cut at 200 ms");
+}
+
+#[tokio::test]
+async fn timeouts_of_tools_that_are_not_idempotent_say_the_call_may_have_been_applied() {
+    let server = TestServer::start().await;
+    let mut d = decl("POST", server.url("/slow"));
+    d.timeout_ms = 200;
+    d.retry = RetryPolicy { max_attempts: 2, initial_backoff_ms: 10, max_backoff_ms: 10 };
+    let mut write_spec = spec("create_ticket", params(&[]));
+    write_spec.idempotent = false;
+    let t = HttpTool::new(write_spec, d, client()).unwrap();
+    let (message, hint, retryable) = error_parts(t.call(json!({}), &context()).await);
+    assert!(!retryable, "it may have been applied: {message}");
+    assert!(message.contains("timed out") && message.contains("may have been applied"), "{message}");
+    let hint = hint.unwrap_or_default();
+    assert!(hint.contains("check") && !hint.contains("try again later"), "{hint}");
+}
+
+#[tokio::test]
+async fn retry_after_is_waited_out_in_full() {
+    let server = TestServer::start().await;
+    // The backoff cap is far below what the service asks for.
+    let mut d = decl("GET", server.url("/flaky429-wait1s"));
+    d.retry = RetryPolicy { max_attempts: 2, initial_backoff_ms: 10, max_backoff_ms: 50 };
+    let t = tool("limited", &[], d);
+    let started = Instant::now();
+    let (data, _) = ok_data(t.call(json!({}), &context()).await);
+    assert_eq!(data["attempt"], 2);
+    assert!(started.elapsed() >= Duration::from_secs(1), "retried after {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn dot_segments_cannot_be_smuggled_into_the_path() {
+    let server = TestServer::start().await;
+    let t = tool("get_contact", &["id"], decl("GET", server.url("/contacts/{id}/notes")));
+    for id in [".", ".."] {
+        let (message, hint, retryable) = error_parts(t.call(json!({ "id": id }), &context()).await);
+        assert!(!retryable);
+        assert!(message.contains("`id`") && message.contains("`..`"), "{message}");
+        assert!(hint.is_some_and(|h| h.contains("`id`")));
+    }
+    assert!(server.requests().is_empty(), "nothing was sent: {:?}", server.requests());
+    // Percent-encoded dots are no way around it: `%` itself is encoded.
+    assert!(t.call(json!({"id": "%2e%2e"}), &context()).await.is_ok());
+    assert_eq!(server.requests()[0].path, "/contacts/%252e%252e/notes");
 }
 
 #[tokio::test]

@@ -113,6 +113,10 @@ async fn handler(
             (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "0")], "slow down").into_response()
         }
         "/flaky429" => axum::Json(json!({"ok": true, "attempt": attempt})).into_response(),
+        "/flaky429-wait1s" if attempt == 1 => {
+            (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "1")], "slow down").into_response()
+        }
+        "/flaky429-wait1s" => axum::Json(json!({"ok": true, "attempt": attempt})).into_response(),
         "/flaky503" if attempt <= 2 => (StatusCode::SERVICE_UNAVAILABLE, "try later").into_response(),
         "/flaky503" => axum::Json(json!({"ok": true, "attempt": attempt})).into_response(),
         "/always500" => {
@@ -137,6 +141,11 @@ async fn handler(
             let items: Vec<Value> =
                 (0..1000).map(|i| json!({"id": i, "title": format!("Ticket number {i}")})).collect();
             axum::Json(json!({"items": items, "total": 1000})).into_response()
+        }
+        // `/redirect/HOST:PORT/PATH` redirects to `http://HOST:PORT/PATH`.
+        p if p.starts_with("/redirect/") => {
+            let target = format!("http://{}", p.trim_start_matches("/redirect/"));
+            (StatusCode::FOUND, [("location", target)], "moved").into_response()
         }
         "/text" => ([("content-type", "text/plain")], "plain words").into_response(),
         "/empty" => StatusCode::NO_CONTENT.into_response(),
@@ -174,6 +183,7 @@ pub fn context() -> ToolContext {
     ToolContext { run_id, step: 1, call_id: "call-1".into(), idempotency_key: IdempotencyKey::for_call(run_id, 1, 0) }
 }
 
+/// The client rein builds tools with: it follows no redirects.
 pub fn client() -> reqwest::Client {
-    reqwest::Client::new()
+    rein_providers::default_client().unwrap()
 }
