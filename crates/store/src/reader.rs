@@ -70,20 +70,21 @@ fn read_failed(error: rusqlite::Error) -> JournalError {
 /// Every event of `run`, in seq order.
 pub(crate) fn events(conn: &Connection, run: RunId) -> Result<Vec<Event>, JournalError> {
     let mut statement = conn
-        .prepare_cached("SELECT seq, at_ms, body FROM events WHERE run_id = ?1 ORDER BY seq")
+        .prepare_cached("SELECT first_seq, body FROM events WHERE run_id = ?1 ORDER BY first_seq")
         .map_err(read_failed)?;
     let mut rows = statement.query([run.to_string()]).map_err(read_failed)?;
     let mut events = Vec::new();
     while let Some(row) = rows.next().map_err(read_failed)? {
-        let seq = u64::try_from(row.get::<_, i64>(0).map_err(read_failed)?).unwrap_or(0);
-        let corrupt = |message: String| JournalError::Corrupt { run, seq, message };
-        let at_ms = u64::try_from(row.get::<_, i64>(1).map_err(read_failed)?).unwrap_or(0);
+        let first_seq = u64::try_from(row.get::<_, i64>(0).map_err(read_failed)?).unwrap_or(0);
+        let corrupt = |message: String| JournalError::Corrupt { run, seq: first_seq, message };
         let body =
-            row.get_ref(2).map_err(read_failed)?.as_str().map_err(|e| corrupt(format!("body is not text: {e}")))?;
-        let kind: EventKind =
-            serde_json::from_str(body).map_err(|e| corrupt(format!("body is not a journal event: {e}")))?;
-        let event = Event { run_id: run, seq, at_ms, kind };
-        events.push(event);
+            row.get_ref(1).map_err(read_failed)?.as_str().map_err(|e| corrupt(format!("body is not text: {e}")))?;
+        let stored: Vec<(u64, u64, EventKind)> =
+            serde_json::from_str(body).map_err(|e| corrupt(format!("body is not a list of journal events: {e}")))?;
+        if stored.first().map(|(seq, _, _)| *seq) != Some(first_seq) {
+            return Err(corrupt("the row's first event does not carry its key's seq".into()));
+        }
+        events.extend(stored.into_iter().map(|(seq, at_ms, kind)| Event { run_id: run, seq, at_ms, kind }));
     }
     Ok(events)
 }

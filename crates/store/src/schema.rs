@@ -14,7 +14,7 @@ const MIGRATIONS: &[&str] = &[
     // Version 1: the events themselves and the per-run summary kept beside
     // them.
     //
-    // `events` stays a rowid table: bodies can be kilobytes (tool results,
+    // `events` stays a rowid table: bodies are kilobytes (tool results,
     // model text) and SQLite keeps large rows out of line better there than
     // in a WITHOUT ROWID b-tree; the primary key index serves both the
     // duplicate check and reading one run in seq order.
@@ -25,16 +25,16 @@ const MIGRATIONS: &[&str] = &[
     // status walk the same index. Every index is pages written on every
     // run's first and last commit, so there is deliberately only this one.
     //
-    // An event's body is its kind as JSON; run, seq and time are the key
-    // columns.
+    // `events` holds one row per run per append: `body` is the JSON array
+    // `[[seq, at_ms, kind], ...]` of the events appended together, keyed by
+    // the first seq. Appends are checked to continue above `last_seq`.
     r#"
     CREATE TABLE events (
         run_id TEXT NOT NULL,
-        seq INTEGER NOT NULL,
-        at_ms INTEGER NOT NULL,
-        type TEXT NOT NULL,
+        first_seq INTEGER NOT NULL,
+        last_seq INTEGER NOT NULL,
         body TEXT NOT NULL,
-        PRIMARY KEY (run_id, seq)
+        PRIMARY KEY (run_id, first_seq)
     );
     CREATE TABLE runs (
         run_id TEXT NOT NULL PRIMARY KEY,

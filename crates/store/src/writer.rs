@@ -22,8 +22,8 @@
 //! [`Batch::encode`] before queueing, so the one thread spends its time in
 //! SQLite.
 
-use rein_types::{Event, EventKind, JournalError, Usage};
-use rusqlite::{Connection, ErrorCode, params};
+use rein_types::{Event, EventKind, JournalError, RunId, Usage};
+use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard, TryLockError};
 use tokio::sync::oneshot;
@@ -36,7 +36,10 @@ const MAX_GROUP: usize = 1024;
 /// blocks its task's thread for one short transaction.
 const MAX_ROUNDS: usize = 4;
 
-const INSERT_EVENT: &str = "INSERT INTO events (run_id, seq, at_ms, type, body) VALUES (?1, ?2, ?3, ?4, ?5)";
+const INSERT_EVENTS: &str = "INSERT INTO events (run_id, first_seq, last_seq, body) VALUES (?1, ?2, ?3, ?4)";
+
+/// The highest seq a run has; appends must continue above it.
+const LAST_SEQ: &str = "SELECT last_seq FROM events WHERE run_id = ?1 ORDER BY first_seq DESC LIMIT 1";
 
 /// A second `RunStarted` for a run (a resumed run) refreshes what it
 /// describes but keeps the totals already counted.
@@ -76,11 +79,14 @@ pub(crate) enum Answer {
 pub(crate) type Reply = oneshot::Sender<Answer>;
 
 /// One event, ready for its row.
+/// One run's events of an append: a single row, whose body is the JSON
+/// array `[[seq, at_ms, kind], ...]`. One row per append rather than per
+/// event: a run's events are written together and read together, and one
+/// insert costs a fraction of sixteen.
 struct Row {
     run_id: String,
-    seq: i64,
-    at_ms: i64,
-    kind: &'static str,
+    first_seq: i64,
+    last_seq: i64,
     body: String,
 }
 
@@ -101,50 +107,80 @@ impl Batch {
     /// Encodes `events` for the writer: JSON bodies, integer columns and the
     /// summary changes they imply.
     pub(crate) fn encode(events: &[Event]) -> Result<Self, JournalError> {
-        let mut rows = Vec::with_capacity(events.len());
-        let mut changes = Vec::new();
+        // Events grouped by run, in order; a batch may span runs.
+        let mut groups: Vec<(RunId, Vec<&Event>)> = Vec::new();
         for event in events {
-            let run_id = event.run_id.to_string();
-            // The seq is part of the key, so it must be stored exactly;
-            // times and counters merely saturate.
-            let seq = i64::try_from(event.seq).map_err(|_| {
-                JournalError::Storage(format!("run {run_id}: seq {} is beyond what the journal can store", event.seq))
-            })?;
-            let at_ms = clamp(event.at_ms);
-            // The key columns carry run, seq and time; the body is the event
-            // kind alone, a third smaller than the whole event.
-            let body = serde_json::to_string(&event.kind).map_err(|e| {
-                JournalError::Storage(format!("cannot encode event {seq} of run {run_id} as JSON: {e}"))
-            })?;
-            match &event.kind {
-                EventKind::RunStarted { agent, agent_version, input, .. } => changes.push(SummaryChange::Started {
-                    run_id: run_id.clone(),
-                    agent: agent.clone(),
-                    agent_version: agent_version.0.clone(),
-                    started_at_ms: at_ms,
-                    input_preview: input_preview(input),
-                }),
-                EventKind::ModelResponded { usage, cost_usd, .. } => changes.push(SummaryChange::Responded {
-                    run_id: run_id.clone(),
-                    responses: 1,
-                    usage: usage_columns(usage),
-                    cost_usd: *cost_usd,
-                }),
-                EventKind::RunFinished { status, steps, usage, cost_usd, .. } => {
-                    changes.push(SummaryChange::Finished {
-                        run_id: run_id.clone(),
-                        status: status.as_str(),
-                        finished_at_ms: at_ms,
-                        steps: i64::from(*steps),
-                        usage: usage_columns(usage),
-                        cost_usd: *cost_usd,
-                    })
-                }
-                _ => {}
+            match groups.iter_mut().find(|(run, _)| *run == event.run_id) {
+                Some((_, group)) => group.push(event),
+                None => groups.push((event.run_id, vec![event])),
             }
-            rows.push(Row { run_id, seq, at_ms, kind: event.kind.type_name(), body });
+        }
+        let mut rows = Vec::with_capacity(groups.len());
+        let mut changes = Vec::new();
+        for (run, group) in groups {
+            let run_id = run.to_string();
+            let mut body = String::with_capacity(256 * group.len());
+            body.push('[');
+            let mut previous: Option<u64> = None;
+            for (i, event) in group.iter().enumerate() {
+                if previous.is_some_and(|p| event.seq <= p) {
+                    return Err(JournalError::Storage(format!(
+                        "run {run_id}: seq {} does not follow seq {} in the same batch; the batch was not appended (batches are all or nothing)",
+                        event.seq,
+                        previous.unwrap_or_default()
+                    )));
+                }
+                previous = Some(event.seq);
+                let at_ms = clamp(event.at_ms);
+                if i > 0 {
+                    body.push(',');
+                }
+                let kind = serde_json::to_string(&event.kind).map_err(|e| {
+                    JournalError::Storage(format!("cannot encode event {} of run {run_id} as JSON: {e}", event.seq))
+                })?;
+                body.push_str(&format!("[{},{},{kind}]", event.seq, at_ms));
+                summary_change(&mut changes, &run_id, at_ms, &event.kind);
+            }
+            body.push(']');
+            // The seq is part of the key, so it must be stored exactly.
+            let exact = |seq: u64| {
+                i64::try_from(seq).map_err(|_| {
+                    JournalError::Storage(format!("run {run_id}: seq {seq} is beyond what the journal can store"))
+                })
+            };
+            let first_seq = exact(group[0].seq)?;
+            let last_seq = exact(previous.unwrap_or_default())?;
+            rows.push(Row { run_id, first_seq, last_seq, body });
         }
         Ok(Self { rows, changes: coalesce(changes) })
+    }
+}
+
+/// How one event changes its run's row in `runs`, if it does.
+fn summary_change(changes: &mut Vec<SummaryChange>, run_id: &str, at_ms: i64, kind: &EventKind) {
+    match kind {
+        EventKind::RunStarted { agent, agent_version, input, .. } => changes.push(SummaryChange::Started {
+            run_id: run_id.to_owned(),
+            agent: agent.clone(),
+            agent_version: agent_version.0.clone(),
+            started_at_ms: at_ms,
+            input_preview: input_preview(input),
+        }),
+        EventKind::ModelResponded { usage, cost_usd, .. } => changes.push(SummaryChange::Responded {
+            run_id: run_id.to_owned(),
+            responses: 1,
+            usage: usage_columns(usage),
+            cost_usd: *cost_usd,
+        }),
+        EventKind::RunFinished { status, steps, usage, cost_usd, .. } => changes.push(SummaryChange::Finished {
+            run_id: run_id.to_owned(),
+            status: status.as_str(),
+            finished_at_ms: at_ms,
+            steps: i64::from(*steps),
+            usage: usage_columns(usage),
+            cost_usd: *cost_usd,
+        }),
+        _ => {}
     }
 }
 
@@ -416,17 +452,21 @@ fn write_isolated(conn: &Connection, batch: &Batch) -> Result<Result<(), Journal
 }
 
 fn write_batch(conn: &Connection, batch: &Batch) -> Result<(), JournalError> {
-    let mut insert = conn.prepare_cached(INSERT_EVENT).map_err(write_failed)?;
+    let mut last = conn.prepare_cached(LAST_SEQ).map_err(write_failed)?;
+    let mut insert = conn.prepare_cached(INSERT_EVENTS).map_err(write_failed)?;
     for row in &batch.rows {
-        insert.execute(params![row.run_id, row.seq, row.at_ms, row.kind, row.body]).map_err(|e| match e {
-            rusqlite::Error::SqliteFailure(ref failure, _) if failure.code == ErrorCode::ConstraintViolation => {
-                JournalError::Storage(format!(
-                    "run {} already has an event at seq {}; the batch was not appended (batches are all or nothing)",
-                    row.run_id, row.seq
-                ))
-            }
-            other => write_failed(other),
-        })?;
+        // Append-only: a batch must continue above the run's last seq, which
+        // rejects a repeated seq (and any rewrite of history) before writing.
+        let stored: Option<i64> = last.query_row([&row.run_id], |r| r.get(0)).optional().map_err(write_failed)?;
+        if let Some(stored) = stored
+            && stored >= row.first_seq
+        {
+            return Err(JournalError::Storage(format!(
+                "run {} already has events up to seq {stored}, so seq {} cannot be appended; the batch was not appended (batches are all or nothing)",
+                row.run_id, row.first_seq
+            )));
+        }
+        insert.execute(params![row.run_id, row.first_seq, row.last_seq, row.body]).map_err(write_failed)?;
     }
     for change in &batch.changes {
         match change {
@@ -501,15 +541,15 @@ mod tests {
         let batches = group(vec![
             vec![run_started(a, 0, 1, "g", "x"), model_requested(a, 1, 2, 1)],
             vec![run_started(b, 0, 1, "g", "y")],
-            // Clashes on its second event, after its first was written.
-            vec![model_responded(a, 2, 3, 1, usage, 1.0), model_requested(a, 1, 4, 2)],
+            // Writes run b's row, then clashes on run a's seq 1.
+            vec![model_responded(b, 1, 3, 1, usage, 1.0), model_requested(a, 1, 4, 2)],
             vec![model_responded(b, 1, 3, 1, usage, 0.5)],
         ]);
         let outcomes = write_group(&conn, &refs(&batches));
         let failed: Vec<bool> = outcomes.iter().map(Result::is_err).collect();
         assert_eq!(failed, [false, false, true, false]);
         assert!(conn.is_autocommit(), "the group transaction is closed");
-        assert_eq!(count(&conn, "SELECT COUNT(*) FROM events"), 4);
+        assert_eq!(count(&conn, "SELECT COUNT(*) FROM events"), 3, "one row per run per successful batch");
         assert_eq!(count(&conn, &format!("SELECT steps FROM runs WHERE run_id = '{a}'")), 0);
         assert_eq!(count(&conn, &format!("SELECT steps FROM runs WHERE run_id = '{b}'")), 1);
     }
@@ -518,11 +558,20 @@ mod tests {
     fn a_failing_batch_alone_leaves_nothing() {
         let conn = journal();
         let a = RunId::new();
-        let batches = group(vec![vec![run_started(a, 0, 1, "g", "x"), model_requested(a, 0, 2, 1)]]);
-        let outcomes = write_group(&conn, &refs(&batches));
+        let first = group(vec![vec![run_started(a, 0, 1, "g", "x")]]);
+        assert!(write_group(&conn, &refs(&first))[0].is_ok());
+        let clash = group(vec![vec![model_requested(a, 0, 2, 1)]]);
+        let outcomes = write_group(&conn, &refs(&clash));
         assert!(outcomes[0].is_err());
         assert!(conn.is_autocommit(), "the transaction is closed");
-        assert_eq!(count(&conn, "SELECT COUNT(*) FROM events") + count(&conn, "SELECT COUNT(*) FROM runs"), 0);
+        assert_eq!(count(&conn, "SELECT COUNT(*) FROM events"), 1);
+    }
+
+    #[test]
+    fn seqs_out_of_order_within_a_batch_are_refused_before_writing() {
+        let a = RunId::new();
+        assert!(Batch::encode(&[run_started(a, 0, 1, "g", "x"), model_requested(a, 0, 2, 1)]).is_err());
+        assert!(Batch::encode(&[model_requested(a, 2, 2, 1), model_requested(a, 1, 3, 1)]).is_err());
     }
 
     fn one(run: RunId) -> Batch {

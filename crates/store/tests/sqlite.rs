@@ -104,9 +104,13 @@ async fn a_damaged_event_body_is_reported_as_corrupt() {
     let path = dir.path().join("rein.db");
     let journal = SqliteJournal::open(&path).unwrap();
     let run = RunId::new();
-    journal.append(&[run_started(run, 0, 1, "a", "x"), model_requested(run, 1, 2, 1)]).await.unwrap();
+    journal.append(&[run_started(run, 0, 1, "a", "x")]).await.unwrap();
+    journal.append(&[model_requested(run, 1, 2, 1)]).await.unwrap();
     raw(&path)
-        .execute("UPDATE events SET body = '{\"truncated' WHERE run_id = ?1 AND seq = 1", [run.to_string()])
+        .execute(
+            "UPDATE events SET body = '[[1, 2, {\"truncated' WHERE run_id = ?1 AND first_seq = 1",
+            [run.to_string()],
+        )
         .unwrap();
     match journal.events(run).await {
         Err(JournalError::Corrupt { run: bad, seq: 1, .. }) => assert_eq!(bad, run),

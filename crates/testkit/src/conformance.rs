@@ -313,6 +313,9 @@ pub async fn duplicate_seq_is_rejected_atomically(journal: &dyn Journal) {
         "failed batches left other runs' summaries as they were"
     );
 
+    let rewrite_history = [model_responded(run, 0, 1_106, 1, usage, 0.25)];
+    assert_storage_error(journal.append(&rewrite_history).await, "a batch below the run's last seq");
+
     let next = model_responded(run, 2, 1_200, 1, usage, 0.25);
     ok(journal.append(std::slice::from_ref(&next)).await, "the journal still takes a valid batch after failures");
     let mut expected = original.clone();

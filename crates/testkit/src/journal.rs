@@ -6,7 +6,7 @@
 
 use async_trait::async_trait;
 use rein_types::{Event, EventKind, Journal, JournalError, RunFilter, RunId, RunStatus, RunSummary, Usage};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
 /// Characters of the input's first line kept as a run's `input_preview`.
@@ -104,12 +104,16 @@ impl Journal for MemoryJournal {
         let mut state = self.lock()?;
         // Validate the whole batch before touching anything, so a rejected
         // batch leaves no trace.
-        let mut in_batch = HashSet::with_capacity(events.len());
+        // Append-only, as in every store: each run's events must continue
+        // above its last stored seq, in increasing order.
+        let mut last_in_batch: HashMap<RunId, u64> = HashMap::with_capacity(2);
         for event in events {
-            let taken = state.events.get(&event.run_id).is_some_and(|run| run.contains_key(&event.seq));
-            if taken || !in_batch.insert((event.run_id, event.seq)) {
+            let stored_last = state.events.get(&event.run_id).and_then(|run| run.keys().next_back().copied());
+            let last = last_in_batch.get(&event.run_id).copied().or(stored_last);
+            if last.is_some_and(|last| event.seq <= last) {
                 return Err(duplicate(event.run_id, event.seq));
             }
+            last_in_batch.insert(event.run_id, event.seq);
         }
         let State { events: stored, runs } = &mut *state;
         for event in events {
