@@ -1,7 +1,7 @@
 //! A run's history as a fold over its journal: the step tree `rein runs show`
 //! prints, with latency, tokens and cost per step and in total.
 
-use rein_types::{Event, EventKind, RejectReason, RunOutcome, RunStatus, ToolOutcome, Usage};
+use rein_types::{AgentVersion, Event, EventKind, RejectReason, RunId, RunOutcome, RunStatus, ToolOutcome, Usage};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -204,35 +204,41 @@ pub fn outcome_of(events: &[Event]) -> Option<RunOutcome> {
         EventKind::RunStarted { agent, agent_version, .. } => Some((e.run_id, agent.clone(), agent_version.clone())),
         _ => None,
     })?;
-    events.iter().rev().find_map(|e| match &e.kind {
-        EventKind::RunFinished {
-            status,
-            output,
-            reason,
-            explanation,
-            limit,
-            partial_results,
-            unbacked_claims,
-            steps,
-            usage,
-            cost_usd,
-            duration_ms,
-        } => Some(RunOutcome {
-            run_id,
-            agent: agent.clone(),
-            agent_version: version.clone(),
-            status: *status,
-            output: output.clone(),
-            reason: reason.clone(),
-            explanation: explanation.clone(),
-            limit: *limit,
-            partial_results: partial_results.clone(),
-            unbacked_claims: unbacked_claims.clone(),
-            steps: *steps,
-            usage: *usage,
-            cost_usd: *cost_usd,
-            duration_ms: *duration_ms,
-        }),
-        _ => None,
+    events.iter().rev().find_map(|e| finished_outcome(run_id, &agent, &version, &e.kind))
+}
+
+/// The outcome a `run_finished` event records; `None` for other events.
+pub fn finished_outcome(run_id: RunId, agent: &str, version: &AgentVersion, kind: &EventKind) -> Option<RunOutcome> {
+    let EventKind::RunFinished {
+        status,
+        output,
+        reason,
+        explanation,
+        limit,
+        partial_results,
+        unbacked_claims,
+        steps,
+        usage,
+        cost_usd,
+        duration_ms,
+    } = kind
+    else {
+        return None;
+    };
+    Some(RunOutcome {
+        run_id,
+        agent: agent.to_owned(),
+        agent_version: version.clone(),
+        status: *status,
+        output: output.clone(),
+        reason: reason.clone(),
+        explanation: explanation.clone(),
+        limit: *limit,
+        partial_results: partial_results.clone(),
+        unbacked_claims: unbacked_claims.clone(),
+        steps: *steps,
+        usage: *usage,
+        cost_usd: *cost_usd,
+        duration_ms: *duration_ms,
     })
 }

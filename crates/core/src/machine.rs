@@ -1055,37 +1055,11 @@ impl RunMachine {
                 });
                 self.resolve_call();
             }
-            EventKind::RunFinished {
-                status,
-                output,
-                reason,
-                explanation,
-                limit,
-                partial_results,
-                unbacked_claims,
-                steps,
-                usage,
-                cost_usd,
-                duration_ms,
-            } => {
+            kind @ EventKind::RunFinished { .. } => {
                 self.pending.clear();
                 self.stop_tool_output = None;
-                self.outcome = Some(RunOutcome {
-                    run_id: self.run_id,
-                    agent: self.plan.spec.name.clone(),
-                    agent_version: self.plan.version.clone(),
-                    status: *status,
-                    output: output.clone(),
-                    reason: reason.clone(),
-                    explanation: explanation.clone(),
-                    limit: *limit,
-                    partial_results: partial_results.clone(),
-                    unbacked_claims: unbacked_claims.clone(),
-                    steps: *steps,
-                    usage: *usage,
-                    cost_usd: *cost_usd,
-                    duration_ms: *duration_ms,
-                });
+                self.outcome =
+                    crate::fold::finished_outcome(self.run_id, &self.plan.spec.name, &self.plan.version, kind);
             }
         }
     }
