@@ -4,7 +4,9 @@
 //! read are handed on to be scrubbed from error messages), and the errors
 //! that tell the user what to fix before any run starts.
 
+use crate::anthropic::{Anthropic, AnthropicConfig};
 use crate::error::ProviderError;
+use crate::gemini::{Gemini, GeminiConfig};
 use crate::openai::{OpenAiCompatible, OpenAiConfig};
 use crate::retry::RetryConfig;
 use rein_types::{Model, ModelRef, ProviderDecl};
@@ -12,11 +14,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The provider names [`build_model`] accepts.
-pub const KNOWN_PROVIDERS: &[&str] = &["openai", "openrouter", "ollama", "vllm", "llamacpp", "openai-compatible"];
+pub const KNOWN_PROVIDERS: &[&str] =
+    &["openai", "openrouter", "ollama", "vllm", "llamacpp", "openai-compatible", "anthropic", "gemini"];
 
 /// Providers that are planned but not built yet, so they get a clearer error
 /// than a typo does.
-const PLANNED_PROVIDERS: &[&str] = &["anthropic", "gemini", "local"];
+const PLANNED_PROVIDERS: &[&str] = &["local"];
 
 /// Where a provider's key comes from when the declaration does not say.
 enum KeyPolicy {
@@ -41,6 +44,8 @@ fn defaults(provider: &str) -> Option<Defaults> {
         "vllm" => (Some("http://127.0.0.1:8000/v1"), KeyPolicy::Optional("VLLM_API_KEY")),
         "llamacpp" => (Some("http://127.0.0.1:8080/v1"), KeyPolicy::None),
         "openai-compatible" => (None, KeyPolicy::None),
+        "anthropic" => (Some(crate::anthropic::ANTHROPIC_BASE_URL), KeyPolicy::Required("ANTHROPIC_API_KEY")),
+        "gemini" => (Some(GeminiConfig::DEFAULT_BASE_URL), KeyPolicy::Required(GeminiConfig::API_KEY_ENV)),
         _ => return None,
     };
     Some(Defaults { base_url, key })
@@ -111,6 +116,31 @@ pub fn build_model_with(
     if let Some(max_retries) = decl.max_retries {
         retry.max_retries = max_retries;
     }
+    let timeout = decl.timeout_ms.map_or(Duration::from_secs(60), Duration::from_millis);
+    if provider == "anthropic" {
+        let mut config = AnthropicConfig::new(model.name.clone(), base_url);
+        config.api_key = api_key;
+        config.api_key_env = api_key_env;
+        config.headers = headers;
+        config.secrets = secrets;
+        config.timeout = timeout;
+        config.retry = retry;
+        return Ok(Arc::new(Anthropic::new(config, client)?));
+    }
+    if provider == "gemini" {
+        let config = GeminiConfig {
+            provider: provider.to_owned(),
+            model: model.name.clone(),
+            base_url,
+            api_key,
+            api_key_env,
+            headers,
+            secrets,
+            timeout,
+            retry,
+        };
+        return Ok(Arc::new(Gemini::new(config, client)?));
+    }
     let config = OpenAiConfig {
         provider: provider.to_owned(),
         model: model.name.clone(),
@@ -119,7 +149,7 @@ pub fn build_model_with(
         api_key_env,
         headers,
         secrets,
-        timeout: decl.timeout_ms.map_or(Duration::from_secs(60), Duration::from_millis),
+        timeout,
         retry,
     };
     Ok(Arc::new(OpenAiCompatible::new(config, client)?))

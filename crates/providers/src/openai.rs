@@ -14,6 +14,10 @@
 
 mod wire;
 
+// Shared with the other HTTP providers, so every adapter reads error bodies,
+// caps bodies and scrubs secrets the same way.
+pub(crate) use wire::{ErrorInfo, snippet};
+
 use crate::error::ProviderError;
 use crate::retry::{self, RetryConfig};
 use async_trait::async_trait;
@@ -22,22 +26,22 @@ use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Client, Request, StatusCode, Url};
 use std::fmt;
 use std::time::{Duration, Instant};
-use wire::{Decoded, ErrorInfo};
+use wire::Decoded;
 
 /// Provider error messages are cut to this many bytes: a proxy's HTML error
 /// page does not belong in a run's outcome.
-const MAX_PROVIDER_MESSAGE: usize = 1000;
+pub(crate) const MAX_PROVIDER_MESSAGE: usize = 1000;
 
 /// Response bodies are read up to this many bytes; a longer one fails the
 /// call instead of exhausting memory. Far above any real completion.
-const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
+pub(crate) const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
 
 /// Secret values shorter than this are not scrubbed from messages: no real
 /// credential is that short, and replacing every `42` would garble the text.
-const MIN_SECRET_CHARS: usize = 4;
+pub(crate) const MIN_SECRET_CHARS: usize = 4;
 
 /// What replaces a secret in an error message.
-const REDACTED: &str = "<redacted>";
+pub(crate) const REDACTED: &str = "<redacted>";
 
 /// Everything an [`OpenAiCompatible`] needs. [`crate::build_model`] fills it
 /// from an agent's declaration; build one directly to embed a provider.
@@ -186,16 +190,8 @@ impl OpenAiCompatible {
             header_value.set_sensitive(true);
             headers.insert(header_name, header_value);
         }
-        let mut secrets: Vec<String> = api_key
-            .iter()
-            .chain(config.headers.iter().map(|(_, value)| value))
-            .chain(&config.secrets)
-            .filter(|value| value.chars().count() >= MIN_SECRET_CHARS)
-            .cloned()
-            .collect();
-        // Longest first, so a value that contains another is replaced whole.
-        secrets.sort_by_key(|value| std::cmp::Reverse(value.len()));
-        secrets.dedup();
+        let secrets =
+            secret_list(api_key.iter().chain(config.headers.iter().map(|(_, value)| value)).chain(&config.secrets));
         let client = match client {
             Some(client) => client,
             None => default_client()?,
@@ -403,28 +399,14 @@ impl OpenAiCompatible {
 
     /// Removes every secret (the key, header values and the variables
     /// expanded into them) from `text`.
-    fn redact(&self, mut text: String) -> String {
-        for secret in &self.secrets {
-            if text.contains(secret.as_str()) {
-                text = text.replace(secret.as_str(), REDACTED);
-            }
-        }
-        text
+    fn redact(&self, text: String) -> String {
+        redact(&self.secrets, text)
     }
 
     /// Cuts a provider's text to size and removes any secret the provider
     /// echoed back. Secrets go first, so a cut cannot leave half of one.
     fn scrub(&self, text: String) -> String {
-        let mut text = self.redact(text);
-        if text.len() > MAX_PROVIDER_MESSAGE {
-            let mut cut = MAX_PROVIDER_MESSAGE;
-            while !text.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            text.truncate(cut);
-            text.push('…');
-        }
-        text
+        scrub(&self.secrets, text)
     }
 }
 
@@ -452,16 +434,8 @@ impl Model for OpenAiCompatible {
                 outcome => return self.conclude(outcome, retries, started),
             };
             let mut error = failure.error;
-            let wait = match error.retry_after {
-                Some(asked) if asked > self.retry.max_retry_after => {
-                    error.message.push_str(&format!(
-                        " (the provider asked to wait {asked:?} before retrying, longer than the {:?} rein waits)",
-                        self.retry.max_retry_after
-                    ));
-                    return Err(error);
-                }
-                Some(asked) => asked,
-                None => self.retry.backoff(retries),
+            let Some(wait) = self.retry.wait_before_retry(retries, &mut error) else {
+                return Err(error);
             };
             tracing::debug!(
                 model = %self.id,
@@ -506,10 +480,49 @@ impl OpenAiCompatible {
     }
 }
 
+/// The values to scrub from error messages: those long enough to be
+/// credentials, longest first, so a value that contains another is replaced
+/// whole.
+pub(crate) fn secret_list<'a>(values: impl Iterator<Item = &'a String>) -> Vec<String> {
+    let mut secrets: Vec<String> = values.filter(|value| value.chars().count() >= MIN_SECRET_CHARS).cloned().collect();
+    secrets.sort_by_key(|value| std::cmp::Reverse(value.len()));
+    secrets.dedup();
+    secrets
+}
+
+/// Removes every one of `secrets` (as [`secret_list`] orders them) from `text`.
+pub(crate) fn redact(secrets: &[String], mut text: String) -> String {
+    for secret in secrets {
+        if text.contains(secret.as_str()) {
+            text = text.replace(secret.as_str(), REDACTED);
+        }
+    }
+    text
+}
+
+/// Cuts a provider's text to [`MAX_PROVIDER_MESSAGE`] and removes any secret
+/// the provider echoed back. Secrets go first, so a cut cannot leave half of
+/// one.
+pub(crate) fn scrub(secrets: &[String], text: String) -> String {
+    let mut text = redact(secrets, text);
+    if text.len() > MAX_PROVIDER_MESSAGE {
+        let mut cut = MAX_PROVIDER_MESSAGE;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push('…');
+    }
+    text
+}
+
 /// Reads a response body of at most `limit` bytes; `Ok(None)` when it is
 /// longer, as soon as that is known (from `Content-Length`, or once the
 /// bytes read pass the limit).
-async fn read_body(response: &mut reqwest::Response, limit: usize) -> Result<Option<Vec<u8>>, reqwest::Error> {
+pub(crate) async fn read_body(
+    response: &mut reqwest::Response,
+    limit: usize,
+) -> Result<Option<Vec<u8>>, reqwest::Error> {
     let declared = response.content_length().map(|len| usize::try_from(len).unwrap_or(usize::MAX));
     if declared.is_some_and(|len| len > limit) {
         return Ok(None);
@@ -543,7 +556,7 @@ fn endpoint(base_url: &str) -> Result<Url, ProviderError> {
 
 /// An error and its causes on one line: reqwest's own message alone ("error
 /// sending request") hides the useful part ("connection refused").
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -45,6 +45,26 @@ impl RetryConfig {
     }
 }
 
+impl RetryConfig {
+    /// How long to wait before retry number `retries` of a call that failed
+    /// with `error`: the provider's `Retry-After` when it gave one, else the
+    /// backoff. `None` when the provider asks for longer than
+    /// `max_retry_after`; the error then says so, and the call gives up.
+    pub(crate) fn wait_before_retry(&self, retries: u32, error: &mut rein_types::ModelError) -> Option<Duration> {
+        match error.retry_after {
+            Some(asked) if asked > self.max_retry_after => {
+                error.message.push_str(&format!(
+                    " (the provider asked to wait {asked:?} before retrying, longer than the {:?} rein waits)",
+                    self.max_retry_after
+                ));
+                None
+            }
+            Some(asked) => Some(asked),
+            None => Some(self.backoff(retries)),
+        }
+    }
+}
+
 /// How long the response asks the client to wait, if it says.
 ///
 /// `retry-after-ms` (sent by OpenAI, honoured by its SDKs) is preferred over

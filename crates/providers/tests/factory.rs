@@ -52,15 +52,13 @@ fn unknown_and_planned_providers_are_explained() {
     assert!(matches!(error, ProviderError::UnknownProvider { .. }));
     let text = error.to_string();
     assert!(text.contains("`opneai`"), "{text}");
-    for known in ["openai", "openrouter", "ollama", "vllm", "llamacpp", "openai-compatible"] {
+    for known in ["openai", "openrouter", "ollama", "vllm", "llamacpp", "openai-compatible", "anthropic", "gemini"] {
         assert!(text.contains(known), "{text} lacks {known}");
     }
 
-    for planned in ["anthropic", "gemini", "local"] {
-        let error = build_err(build_model(&model(&format!("{planned}:m")), &ProviderDecl::default(), None));
-        assert!(matches!(error, ProviderError::NotSupportedYet { .. }), "{error}");
-        assert!(error.to_string().contains("not supported yet"), "{error}");
-    }
+    let error = build_err(build_model(&model("local:m"), &ProviderDecl::default(), None));
+    assert!(matches!(error, ProviderError::NotSupportedYet { .. }), "{error}");
+    assert!(error.to_string().contains("not supported yet"), "{error}");
 }
 
 #[test]
@@ -194,4 +192,13 @@ async fn expanded_header_variables_are_scrubbed_from_errors() {
         assert!(error.message.contains("<redacted>"), "the rest is still quoted: {}", error.message);
     }
     assert_eq!(server.requests()[0].headers["x-team-auth"], format!("Bearer {TOKEN}").as_str());
+}
+
+#[test]
+fn gemini_needs_its_key() {
+    let error = build_err(build_model_with(&model("gemini:gemini-2.5-flash"), &ProviderDecl::default(), None, no_env));
+    assert_eq!(error, ProviderError::MissingKey { var: "GEMINI_API_KEY".into() });
+    let env = |var: &str| (var == "GEMINI_API_KEY").then(|| "g-key-123456".to_owned());
+    let built = build_model_with(&model("gemini:gemini-2.5-flash"), &ProviderDecl::default(), None, env);
+    assert_eq!(built.map(|m| m.id()).ok().as_deref(), Some("gemini:gemini-2.5-flash"));
 }

@@ -424,7 +424,7 @@ fn normalise_arguments(text: String) -> String {
 /// vLLM `{"object":"error","message","type","code":400}`, FastAPI
 /// `{"detail":"..."}`, or not JSON at all (a proxy's HTML page).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub(super) struct ErrorInfo {
+pub(crate) struct ErrorInfo {
     pub message: Option<String>,
     pub code: Option<String>,
     pub kind: Option<String>,
@@ -529,7 +529,7 @@ impl ErrorInfo {
 }
 
 /// The start of a body that is not JSON, on one line, for an error message.
-pub(super) fn snippet(body: &[u8]) -> Option<String> {
+pub(crate) fn snippet(body: &[u8]) -> Option<String> {
     const MAX_CHARS: usize = 300;
     let text = String::from_utf8_lossy(body);
     let mut out = String::new();
