@@ -28,6 +28,8 @@ pub use ids::{AgentVersion, IdempotencyKey, RunId, ToolCallId, ToolName, ToolNam
 pub use message::{Message, ToolCall};
 pub use model::{FinishReason, ModelError, ModelErrorKind, ModelRequest, ModelResponse};
 pub use outcome::{PartialResult, RunOutcome, RunStatus};
-pub use ports::{Clock, Journal, JournalError, Model, RunFilter, RunSummary, SystemClock, Tool, ToolContext};
+pub use ports::{
+    Clock, Journal, JournalError, Model, OnDelta, RunFilter, RunSummary, StreamDelta, SystemClock, Tool, ToolContext,
+};
 pub use tool::{Approval, RiskTier, ToolOutcome, ToolSpec};
 pub use usage::{ModelPrice, Usage};

@@ -12,6 +12,21 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+/// A piece of an answer as it streams in.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamDelta {
+    /// More of the answer's text.
+    Text(String),
+    /// A tool call begins; `index` orders the calls of one turn.
+    ToolCallStarted { index: usize, id: String, name: String },
+    /// More of the arguments of call `index`, as raw JSON text.
+    ToolCallArguments { index: usize, fragment: String },
+}
+
+/// Receives stream deltas as they arrive. Called on the run's task: keep it
+/// quick.
+pub type OnDelta<'a> = &'a (dyn Fn(StreamDelta) + Send + Sync);
+
 /// A language model behind some provider.
 #[async_trait]
 pub trait Model: Send + Sync {
@@ -19,6 +34,26 @@ pub trait Model: Send + Sync {
     fn id(&self) -> String;
 
     async fn complete(&self, request: ModelRequest<'_>) -> Result<ModelResponse, ModelError>;
+
+    /// Like [`Model::complete`], streaming the answer to `on_delta` as it
+    /// arrives, and returning the same assembled response. Providers that
+    /// cannot stream use this default, which delivers the answer in one
+    /// piece once it is complete.
+    async fn complete_streaming(
+        &self,
+        request: ModelRequest<'_>,
+        on_delta: OnDelta<'_>,
+    ) -> Result<ModelResponse, ModelError> {
+        let response = self.complete(request).await?;
+        if let Some(text) = response.text.as_ref().filter(|t| !t.is_empty()) {
+            on_delta(StreamDelta::Text(text.clone()));
+        }
+        for (index, call) in response.tool_calls.iter().enumerate() {
+            on_delta(StreamDelta::ToolCallStarted { index, id: call.id.0.clone(), name: call.name.clone() });
+            on_delta(StreamDelta::ToolCallArguments { index, fragment: call.arguments.clone() });
+        }
+        Ok(response)
+    }
 }
 
 /// What a tool knows about the call it is serving.
