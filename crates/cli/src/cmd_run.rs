@@ -56,8 +56,13 @@ pub async fn run(args: RunArgs, db: &Path) -> anyhow::Result<u8> {
     };
     let interactive = std::io::stderr().is_terminal();
     let mut runtime = Runtime::new(Arc::new(journal));
+    let mut progress = None;
     if interactive && !args.json && !args.quiet {
-        runtime = runtime.with_hooks(Arc::new(Progress::new(loaded.agent.spec().price.is_some())));
+        // On a terminal the model's text streams to stdout as it arrives.
+        let stream_text = std::io::stdout().is_terminal();
+        let hook = Arc::new(Progress::new(loaded.agent.spec().price.is_some(), stream_text));
+        runtime = runtime.with_hooks(hook.clone());
+        progress = Some(hook);
     }
     if interactive && std::io::stdin().is_terminal() {
         runtime = runtime.with_approver(Arc::new(TerminalApprover));
@@ -76,7 +81,9 @@ pub async fn run(args: RunArgs, db: &Path) -> anyhow::Result<u8> {
     if args.json {
         println!("{}", serde_json::to_string(&json_result(&outcome))?);
     } else {
-        render::outcome(&outcome);
+        let streamed =
+            outcome.output.as_deref().is_some_and(|o| progress.as_ref().is_some_and(|p| p.streamed_answer(o)));
+        render::outcome(&outcome, streamed);
     }
     Ok(exit_code(outcome.status))
 }

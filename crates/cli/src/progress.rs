@@ -2,17 +2,27 @@
 //! limit, with tokens and cost so far. Written to stderr so stdout carries
 //! only the answer.
 
-use rein::{Event, EventKind, Hooks, RunInfo, ToolOutcome, Usage};
+use rein::{Event, EventKind, Hooks, RunInfo, StreamDelta, ToolOutcome, Usage};
+use std::io::Write;
 use std::sync::Mutex;
 
 pub struct Progress {
     priced: bool,
+    /// Stream the model's text to stdout as it arrives (stdout is a terminal).
+    stream_text: bool,
     totals: Mutex<(Usage, f64)>,
+    /// The text streamed during the current model call.
+    streamed: Mutex<String>,
 }
 
 impl Progress {
-    pub fn new(priced: bool) -> Self {
-        Self { priced, totals: Mutex::new((Usage::default(), 0.0)) }
+    pub fn new(priced: bool, stream_text: bool) -> Self {
+        Self { priced, stream_text, totals: Mutex::new((Usage::default(), 0.0)), streamed: Mutex::new(String::new()) }
+    }
+
+    /// Whether `answer` was already shown, streamed, as the last model text.
+    pub fn streamed_answer(&self, answer: &str) -> bool {
+        self.streamed.lock().is_ok_and(|text| !text.is_empty() && text.trim() == answer.trim())
     }
 }
 
@@ -22,13 +32,36 @@ fn preview(text: &str, max: usize) -> String {
 }
 
 impl Hooks for Progress {
+    fn wants_deltas(&self) -> bool {
+        self.stream_text
+    }
+
+    fn on_model_delta(&self, _run: RunInfo<'_>, delta: &StreamDelta) {
+        if let StreamDelta::Text(text) = delta {
+            if let Ok(mut streamed) = self.streamed.lock() {
+                streamed.push_str(text);
+            }
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(text.as_bytes());
+            let _ = out.flush();
+        }
+    }
+
     fn on_event(&self, _run: RunInfo<'_>, event: &Event) {
         match &event.kind {
             EventKind::RunStarted { agent, agent_version, model, .. } => {
                 eprintln!("▶ {agent} ({}) on {model}", agent_version.short());
             }
-            EventKind::ModelRequested { step, .. } => eprintln!("· step {step}: thinking…"),
+            EventKind::ModelRequested { step, .. } => {
+                if let Ok(mut streamed) = self.streamed.lock() {
+                    streamed.clear();
+                }
+                eprintln!("· step {step}: thinking…");
+            }
             EventKind::ModelResponded { usage, cost_usd, latency_ms, .. } => {
+                if self.streamed.lock().is_ok_and(|text| !text.is_empty()) {
+                    println!();
+                }
                 let Ok(mut totals) = self.totals.lock() else { return };
                 totals.0 += *usage;
                 totals.1 += cost_usd;

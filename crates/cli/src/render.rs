@@ -11,10 +11,12 @@ fn dollars(cost: f64) -> String {
     format!("${cost:.4}")
 }
 
-/// The run's answer on stdout; how it ended on stderr.
-pub fn outcome(outcome: &RunOutcome) {
+/// The run's answer on stdout (unless it was already streamed there); how
+/// it ended on stderr.
+pub fn outcome(outcome: &RunOutcome, already_streamed: bool) {
     if let Some(output) = &outcome.output
         && outcome.status == RunStatus::Succeeded
+        && !already_streamed
     {
         println!("{output}");
     }

@@ -16,7 +16,9 @@ use crate::hooks::{Hooks, RunInfo};
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use rein_core::{Effect, RunMachine, ToolInvocation, ToolResult, Transition};
-use rein_types::{Clock, Journal, JournalError, RiskTier, RunId, RunOutcome, SystemClock, ToolContext, ToolOutcome};
+use rein_types::{
+    Clock, Journal, JournalError, RiskTier, RunId, RunOutcome, StreamDelta, SystemClock, ToolContext, ToolOutcome,
+};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -50,6 +52,8 @@ pub struct Runtime {
     hooks: Arc<[Arc<dyn Hooks>]>,
     approver: Arc<dyn Approver>,
     durability: Durability,
+    /// Whether model calls stream: set when a hook wants deltas.
+    streaming: bool,
 }
 
 impl Runtime {
@@ -62,6 +66,7 @@ impl Runtime {
             hooks: Arc::from(Vec::new()),
             approver: Arc::new(NoApprover),
             durability: Durability::default(),
+            streaming: false,
         }
     }
 
@@ -71,6 +76,7 @@ impl Runtime {
     }
 
     pub fn with_hooks(mut self, hooks: Arc<dyn Hooks>) -> Self {
+        self.streaming |= hooks.wants_deltas();
         let mut all: Vec<Arc<dyn Hooks>> = self.hooks.iter().cloned().collect();
         all.push(hooks);
         self.hooks = all.into();
@@ -192,7 +198,18 @@ impl Runtime {
             for hook in self.hooks.iter() {
                 hook.before_model_call(info, &request);
             }
-            let mut call = std::pin::pin!(agent.model.complete(request));
+            let hooks = &self.hooks;
+            let on_delta = move |delta: StreamDelta| {
+                for hook in hooks.iter() {
+                    hook.on_model_delta(info, &delta);
+                }
+            };
+            let call = if self.streaming {
+                agent.model.complete_streaming(request, &on_delta)
+            } else {
+                agent.model.complete(request)
+            };
+            let mut call = std::pin::pin!(call);
             let mut early = std::task::Poll::Pending;
             if force {
                 // One poll hands the request to the HTTP client; yielding

@@ -3,7 +3,7 @@
 //! synchronous and must be quick; they run on the run's task.
 
 use rein_core::ToolInvocation;
-use rein_types::{Event, ModelError, ModelRequest, ModelResponse, RunId, ToolOutcome};
+use rein_types::{Event, ModelError, ModelRequest, ModelResponse, RunId, StreamDelta, ToolOutcome};
 
 /// Which run a hook call is about.
 #[derive(Debug, Clone, Copy)]
@@ -22,6 +22,16 @@ pub trait Hooks: Send + Sync {
     fn on_event(&self, _run: RunInfo<'_>, _event: &Event) {}
 
     fn before_model_call(&self, _run: RunInfo<'_>, _request: &ModelRequest<'_>) {}
+
+    /// Whether this hook wants the model's answers as they stream in. When
+    /// any hook does, model calls stream (`Model::complete_streaming`) and
+    /// [`Hooks::on_model_delta`] receives each piece.
+    fn wants_deltas(&self) -> bool {
+        false
+    }
+
+    /// A piece of the answer of the model call in progress.
+    fn on_model_delta(&self, _run: RunInfo<'_>, _delta: &StreamDelta) {}
 
     fn after_model_call(&self, _run: RunInfo<'_>, _result: Result<&ModelResponse, &ModelError>, _latency_ms: u64) {}
 

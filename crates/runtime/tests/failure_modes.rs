@@ -718,3 +718,29 @@ async fn calls_sharing_an_id_each_get_their_result() {
     let observations = tool_messages(&model.transcripts()[1]);
     assert!(observations[0].contains("v-a") && observations[1].contains("v-b"), "{observations:?}");
 }
+
+#[tokio::test]
+async fn hooks_that_want_deltas_receive_the_stream() {
+    struct Collect(Mutex<Vec<rein_types::StreamDelta>>);
+    impl rein_runtime::Hooks for Collect {
+        fn wants_deltas(&self) -> bool {
+            true
+        }
+        fn on_model_delta(&self, _run: rein_runtime::RunInfo<'_>, delta: &rein_types::StreamDelta) {
+            self.0.lock().unwrap().push(delta.clone());
+        }
+    }
+    let model =
+        ScriptedModel::new([scripted::call("lookup", json!({"key": "a"})), scripted::text("The value is v-a.")]);
+    let agent = Agent::builder("streamed").model(model).tool(TestTool::lookup()).build().unwrap();
+    let collect = Arc::new(Collect(Mutex::new(Vec::new())));
+    let (runtime, _) = runtime();
+    let outcome = runtime.with_hooks(collect.clone()).run(&agent, "go").await.unwrap();
+    assert_eq!(outcome.status, RunStatus::Succeeded);
+    let deltas = collect.0.lock().unwrap().clone();
+    assert!(matches!(&deltas[0], rein_types::StreamDelta::ToolCallStarted { index: 0, name, .. } if name == "lookup"));
+    assert!(
+        matches!(&deltas[1], rein_types::StreamDelta::ToolCallArguments { index: 0, fragment } if fragment.contains("\"a\""))
+    );
+    assert_eq!(deltas[2], rein_types::StreamDelta::Text("The value is v-a.".into()));
+}
