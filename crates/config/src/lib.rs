@@ -29,7 +29,7 @@ pub use load::KNOWN_PROVIDERS;
 pub use prices::{PriceTable, lookup_price, price_for, price_table};
 pub use tools::{HANDOFF_TOOL_NAME, handoff_tool};
 
-use rein_types::{AgentSpec, ProviderDecl, ToolImpl, ToolSpec};
+use rein_types::{AgentSpec, ModelRef, ProviderDecl, ToolImpl, ToolSpec};
 use std::path::{Path, PathBuf};
 
 /// An agent file, resolved and checked: ready to run.
@@ -43,8 +43,11 @@ pub struct LoadedAgent {
     /// `spec.extra` holds `{ "provider": ProviderDecl, "tools": { name:
     /// ToolImpl } }` so that implementation changes change the version.
     pub spec: AgentSpec,
-    /// How to reach the model's provider.
+    /// How to reach the model's provider, with its `[providers.NAME]`
+    /// limits.
     pub provider: ProviderDecl,
+    /// `[model] fallbacks`, in order, each with how to reach its provider.
+    pub fallbacks: Vec<Fallback>,
     /// The agent file's own `[prices]` entries. `spec.price` is already
     /// resolved; this is for re-pricing when the model is overridden (see
     /// [`price_for`]).
@@ -54,6 +57,17 @@ pub struct LoadedAgent {
     pub tools: Vec<DeclaredTool>,
     /// Warnings found while loading; the agent runs regardless.
     pub warnings: Vec<Diagnostic>,
+}
+
+/// A fallback model: tried, in order, when the models before it fail with a
+/// retryable error.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fallback {
+    /// `provider:model`.
+    pub model: ModelRef,
+    /// How to reach its provider: its `[providers.NAME]` table, with the
+    /// `[model]` time-out and retries.
+    pub provider: ProviderDecl,
 }
 
 /// A tool as the agent file declares it.

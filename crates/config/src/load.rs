@@ -13,7 +13,7 @@ use crate::reader::{Node, Table, join_key};
 use crate::source::{Loc, Sink, SourceFile};
 use crate::templates::{self, Placeholder};
 use crate::tools::{self, HANDOFF_TOOL_NAME, RawImpl, RawTool, ToolDefaults};
-use crate::{DeclaredTool, LoadedAgent};
+use crate::{DeclaredTool, Fallback, LoadedAgent};
 use rein_types::{
     AgentSpec, Limits, ModelPrice, ModelRef, ModelSettings, ProviderDecl, SqlToolDecl, StopConditions, ToolImpl,
 };
@@ -46,6 +46,7 @@ const AGENT_KEYS: &[&str] = &[
     "prices",
     "databases",
     "tools",
+    "providers",
 ];
 const TOOL_FILE_KEYS: &[&str] = &["tools", "databases"];
 const MODEL_KEYS: &[&str] = &[
@@ -60,7 +61,10 @@ const MODEL_KEYS: &[&str] = &[
     "timeout",
     "max_retries",
     "headers",
+    "fallbacks",
 ];
+const PROVIDER_KEYS: &[&str] =
+    &["base_url", "api_key_env", "max_concurrency", "requests_per_minute", "tokens_per_minute"];
 const LIMIT_KEYS: &[&str] = &[
     "max_steps",
     "timeout",
@@ -120,6 +124,8 @@ struct AgentParts {
     model: Option<ModelRef>,
     settings: ModelSettings,
     provider: ProviderDecl,
+    /// `[model] fallbacks`, each with its provider's settings.
+    fallbacks: Vec<Fallback>,
     limits: Limits,
     max_cost_loc: Option<(Loc, String)>,
     stop: Vec<(String, Loc, String)>,
@@ -372,8 +378,12 @@ fn parse_agent(table: &Table<'_, '_>, env: &mut Vec<EnvRef>, incomplete: &mut bo
 
     let mut settings = ModelSettings::default();
     let mut provider = ProviderDecl::default();
-    let model =
-        table.require("model", sink).and_then(|node| parse_model(&node, &mut settings, &mut provider, env, sink));
+    let mut fallback_refs = Vec::new();
+    let model = table
+        .require("model", sink)
+        .and_then(|node| parse_model(&node, &mut settings, &mut provider, &mut fallback_refs, env, sink));
+    let providers = table.get("providers").map(|node| parse_providers(&node, env, sink)).unwrap_or_default();
+    let fallbacks = resolve_providers(model.as_ref(), &mut provider, fallback_refs, &providers, sink);
 
     let mut limits = Limits::default();
     let mut max_cost_loc = None;
@@ -407,6 +417,7 @@ fn parse_agent(table: &Table<'_, '_>, env: &mut Vec<EnvRef>, incomplete: &mut bo
         model,
         settings,
         provider,
+        fallbacks,
         limits,
         max_cost_loc,
         stop,
@@ -499,6 +510,7 @@ fn parse_model(
     node: &Node<'_, '_>,
     settings: &mut ModelSettings,
     provider: &mut ProviderDecl,
+    fallbacks: &mut Vec<(ModelRef, Loc, String)>,
     env: &mut Vec<EnvRef>,
     sink: &mut Sink,
 ) -> Option<ModelRef> {
@@ -515,6 +527,13 @@ fn parse_model(
                 _ => None,
             });
             parse_model_table(&t, settings, provider, env, sink);
+            if let Some(list) = t.get("fallbacks").and_then(|n| n.strings(sink)) {
+                for (id, entry) in list {
+                    if let Some(model) = parse_model_ref(&id, &entry, true, sink) {
+                        fallbacks.push((model, entry.loc(), entry.key.clone()));
+                    }
+                }
+            }
             t.require("id", sink)?
         }
         _ => {
@@ -523,22 +542,28 @@ fn parse_model(
         }
     };
     let id = id_node.str(sink)?;
+    parse_model_ref(id, &id_node, provider.base_url.is_some(), sink)
+}
+
+/// Checks one `provider:model` reference. An unknown provider is a warning
+/// unless `has_base_url` (a gateway rein does not know by name).
+fn parse_model_ref(id: &str, node: &Node<'_, '_>, has_base_url: bool, sink: &mut Sink) -> Option<ModelRef> {
     let parsed = ModelRef::parse(id).filter(|m| {
         m.provider.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
             && !m.name.chars().any(char::is_whitespace)
     });
     let Some(model) = parsed else {
         sink.error(
-            &id_node.loc(),
-            &id_node.key,
+            &node.loc(),
+            &node.key,
             format!("invalid model \"{id}\": expected provider:model, e.g. \"openai:gpt-4o-mini\""),
         );
         return None;
     };
-    if !KNOWN_PROVIDERS.contains(&model.provider.as_str()) && provider.base_url.is_none() {
+    if !KNOWN_PROVIDERS.contains(&model.provider.as_str()) && !has_base_url {
         sink.warning(
-            &id_node.loc(),
-            &id_node.key,
+            &node.loc(),
+            &node.key,
             format!(
                 "unknown provider \"{}\" (known: {}); check the spelling",
                 model.provider,
@@ -549,6 +574,91 @@ fn parse_model(
     Some(model)
 }
 
+/// A `[providers.NAME]` table: how to reach a provider and its limits.
+struct ProviderSettings {
+    decl: ProviderDecl,
+    loc: Loc,
+    key: String,
+}
+
+/// `[providers.NAME]` tables, by provider name.
+fn parse_providers(node: &Node<'_, '_>, env: &mut Vec<EnvRef>, sink: &mut Sink) -> BTreeMap<String, ProviderSettings> {
+    let mut out = BTreeMap::new();
+    let Some(table) = node.table(sink) else { return out };
+    for (name, entry) in table.entries() {
+        let Some(t) = entry.table(sink) else { continue };
+        t.check_keys(PROVIDER_KEYS, sink, &|key| match key {
+            "api_key" | "key" | "token" | "secret" => Some(
+                "secrets never go in agent files; set api_key_env to the name of the environment variable that holds the key"
+                    .to_string(),
+            ),
+            "timeout" | "max_retries" | "headers" => {
+                Some("set it in [model]; it applies to the primary model and every fallback".to_string())
+            }
+            _ => None,
+        });
+        let mut decl = ProviderDecl::default();
+        parse_endpoint(&t, &mut decl, env, sink);
+        decl.max_concurrency = t.u32_at_least("max_concurrency", 1, sink);
+        decl.requests_per_minute = t.u32_at_least("requests_per_minute", 1, sink);
+        decl.tokens_per_minute = t.u32_at_least("tokens_per_minute", 1, sink);
+        if !KNOWN_PROVIDERS.contains(&name) && decl.base_url.is_none() {
+            sink.warning(
+                &entry.loc(),
+                &entry.key,
+                format!("unknown provider \"{name}\" (known: {}); check the spelling", KNOWN_PROVIDERS.join(", ")),
+            );
+        }
+        out.insert(name.to_string(), ProviderSettings { decl, loc: entry.loc(), key: entry.key.clone() });
+    }
+    out
+}
+
+/// Gives the primary model and each fallback its provider's settings.
+/// The primary's `[model]` `base_url` and `api_key_env` win over its
+/// `[providers.NAME]` ones; fallbacks take `timeout` and `max_retries` from
+/// `[model]` (headers stay the primary's: they are usually provider-specific).
+fn resolve_providers(
+    model: Option<&ModelRef>,
+    provider: &mut ProviderDecl,
+    fallbacks: Vec<(ModelRef, Loc, String)>,
+    providers: &BTreeMap<String, ProviderSettings>,
+    sink: &mut Sink,
+) -> Vec<Fallback> {
+    if let Some(model) = model
+        && let Some(settings) = providers.get(&model.provider)
+    {
+        let own = &settings.decl;
+        provider.base_url = provider.base_url.take().or_else(|| own.base_url.clone());
+        provider.api_key_env = provider.api_key_env.take().or_else(|| own.api_key_env.clone());
+        provider.max_concurrency = own.max_concurrency;
+        provider.requests_per_minute = own.requests_per_minute;
+        provider.tokens_per_minute = own.tokens_per_minute;
+    }
+    let mut out: Vec<Fallback> = Vec::new();
+    for (fallback, loc, key) in fallbacks {
+        if model == Some(&fallback) || out.iter().any(|f| f.model == fallback) {
+            sink.error(&loc, &key, format!("\"{fallback}\" is already in the chain; each model may appear once"));
+            continue;
+        }
+        let mut decl = providers.get(&fallback.provider).map(|s| s.decl.clone()).unwrap_or_default();
+        decl.timeout_ms = provider.timeout_ms;
+        decl.max_retries = provider.max_retries;
+        out.push(Fallback { model: fallback, provider: decl });
+    }
+    for (name, settings) in providers {
+        let used = model.is_some_and(|m| &m.provider == name) || out.iter().any(|f| &f.model.provider == name);
+        if !used && model.is_some() {
+            sink.warning(
+                &settings.loc,
+                &settings.key,
+                format!("no model of this agent uses provider \"{name}\"; add it to [model] id or fallbacks"),
+            );
+        }
+    }
+    out
+}
+
 fn parse_model_table(
     t: &Table<'_, '_>,
     settings: &mut ModelSettings,
@@ -556,6 +666,12 @@ fn parse_model_table(
     env: &mut Vec<EnvRef>,
     sink: &mut Sink,
 ) {
+    parse_endpoint(t, provider, env, sink);
+    parse_settings(t, settings, provider, env, sink);
+}
+
+/// `base_url` and `api_key_env`, in `[model]` or `[providers.NAME]`.
+fn parse_endpoint(t: &Table<'_, '_>, provider: &mut ProviderDecl, env: &mut Vec<EnvRef>, sink: &mut Sink) {
     if let Some(node) = t.get("base_url")
         && let Some(url) = node.str(sink)
     {
@@ -584,6 +700,15 @@ fn parse_model_table(
             );
         }
     }
+}
+
+fn parse_settings(
+    t: &Table<'_, '_>,
+    settings: &mut ModelSettings,
+    provider: &mut ProviderDecl,
+    env: &mut Vec<EnvRef>,
+    sink: &mut Sink,
+) {
     settings.temperature = t.get("temperature").and_then(|n| n.f64_in(0.0, 2.0, sink)).map(|v| v as f32);
     settings.top_p = t.get("top_p").and_then(|n| n.f64_in(0.0, 1.0, sink)).map(|v| v as f32);
     settings.seed = t.u64_at_least("seed", 0, sink);
@@ -858,10 +983,22 @@ fn assemble(
         tools.push(handoff);
     }
 
-    let extra = json!({
+    let mut extra = json!({
         "provider": serde_json::to_value(&agent.provider).ok()?,
         "tools": versioned,
     });
+    // Only when there are fallbacks, so agents without them keep their
+    // version.
+    if !agent.fallbacks.is_empty()
+        && let Some(map) = extra.as_object_mut()
+    {
+        let chain: Vec<serde_json::Value> = agent
+            .fallbacks
+            .iter()
+            .map(|f| json!({ "model": f.model.to_string(), "provider": serde_json::to_value(&f.provider).ok() }))
+            .collect();
+        map.insert("fallbacks".into(), serde_json::Value::Array(chain));
+    }
     let prompt = agent.prompt?;
     let spec = AgentSpec {
         name: agent.name?,
@@ -875,5 +1012,13 @@ fn assemble(
         price,
         extra,
     };
-    Some(LoadedAgent { path: path.to_path_buf(), spec, provider: agent.provider, prices, tools, warnings: Vec::new() })
+    Some(LoadedAgent {
+        path: path.to_path_buf(),
+        spec,
+        provider: agent.provider,
+        fallbacks: agent.fallbacks,
+        prices,
+        tools,
+        warnings: Vec::new(),
+    })
 }

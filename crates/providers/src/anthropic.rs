@@ -1,6 +1,7 @@
 //! [`Anthropic`]: rein's [`Model`] over the Anthropic Messages API
 //! (`POST {base_url}/v1/messages`, key in `x-api-key`, `anthropic-version:
-//! 2023-06-01`), non-streaming. The system prompt and the last tool
+//! 2023-06-01`), whole or streamed as server-sent events (`stream: true`,
+//! read by [`stream`]). The system prompt and the last tool
 //! definition are marked for prompt caching unless
 //! [`AnthropicConfig::prompt_caching`] is off.
 //!
@@ -12,17 +13,19 @@
 //! (retried as a server error), and reports an over-long prompt as a 400
 //! `invalid_request_error` ("prompt is too long").
 
+mod stream;
 mod wire;
 
 use crate::error::ProviderError;
 use crate::openai::{self, ErrorInfo, MAX_RESPONSE_BYTES, default_client, error_chain, read_body};
-use crate::retry::{self, RetryConfig};
+use crate::retry::{self, Failure, RetryConfig};
+use crate::sse::{self, Deltas, SseError};
 use async_trait::async_trait;
-use rein_types::{Model, ModelError, ModelErrorKind, ModelRequest, ModelResponse};
+use rein_types::{Model, ModelError, ModelErrorKind, ModelRequest, ModelResponse, OnDelta};
 use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Client, Request, Url};
 use std::fmt;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use wire::{Decoded, Options};
 
 /// The API version rein speaks.
@@ -132,12 +135,6 @@ impl fmt::Debug for Anthropic {
     }
 }
 
-/// One failed attempt, and whether another could succeed.
-struct Failure {
-    error: ModelError,
-    retryable: bool,
-}
-
 /// The provider name in ids and messages.
 const PROVIDER: &str = "anthropic";
 
@@ -196,62 +193,137 @@ impl Anthropic {
         self.endpoint.as_str()
     }
 
-    fn build_request(&self, model: &str, request: &ModelRequest<'_>) -> Result<Request, ModelError> {
-        let body = wire::encode(model, request, &self.options).map_err(|e| {
+    /// The request for `model`, the same for both modes but for `stream`.
+    fn build_request(&self, model: &str, request: &ModelRequest<'_>, stream: bool) -> Result<Request, ModelError> {
+        let body = wire::encode(model, request, &self.options, stream).map_err(|e| {
             ModelError::new(ModelErrorKind::BadRequest, format!("could not encode the request for {}: {e}", self.id))
         })?;
+        let mut headers = self.headers.clone();
+        if stream {
+            headers.insert(header::ACCEPT, HeaderValue::from_static("text/event-stream"));
+        }
         self.client
             .post(self.endpoint.clone())
-            .headers(self.headers.clone())
+            .headers(headers)
             .timeout(self.timeout)
             .body(body)
             .build()
             .map_err(|e| self.transport_error(&e, model))
     }
 
-    /// One HTTP exchange.
-    async fn attempt(&self, request: Request, model: &str) -> Result<ModelResponse, Failure> {
-        let retryable = |error: ModelError| Failure { retryable: error.is_retryable(), error };
+    /// Sends a request; a success status returns the response unread, any
+    /// other status is read and classified. Shared by both modes.
+    async fn send(&self, request: Request, model: &str) -> Result<reqwest::Response, Failure> {
         let mut response =
-            self.client.execute(request).await.map_err(|e| retryable(self.transport_error(&e, model)))?;
+            self.client.execute(request).await.map_err(|e| Failure::of(self.transport_error(&e, model)))?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
         let status = response.status().as_u16();
-        let retry_after = if response.status().is_success() { None } else { retry::retry_after(response.headers()) };
-        let request_id = response.headers().get("request-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let body = read_body(&mut response, MAX_RESPONSE_BYTES)
+        let retry_after = retry::retry_after(response.headers());
+        let request_id = request_id(&response);
+        let body = self.read_capped(&mut response, model).await?;
+        let info = ErrorInfo::from_body(&body);
+        Err(self.classify(status, &info, retry_after, request_id.as_deref(), model))
+    }
+
+    /// The whole body, up to [`MAX_RESPONSE_BYTES`].
+    async fn read_capped(&self, response: &mut reqwest::Response, model: &str) -> Result<Vec<u8>, Failure> {
+        let status = response.status().as_u16();
+        read_body(response, MAX_RESPONSE_BYTES)
             .await
-            .map_err(|e| retryable(self.transport_error(&e, model)))?
-            .ok_or_else(|| Failure {
-                error: ModelError {
-                    kind: ModelErrorKind::InvalidResponse,
+            .map_err(|e| Failure::of(self.transport_error(&e, model)))?
+            .ok_or_else(|| Failure::fatal(too_large(status)))
+    }
+
+    /// One non-streaming exchange.
+    async fn attempt(&self, request: Request, model: &str) -> Result<ModelResponse, Failure> {
+        let response = self.send(request, model).await?;
+        self.read_whole(response, model).await
+    }
+
+    /// Reads and decodes a whole 2xx body.
+    async fn read_whole(&self, mut response: reqwest::Response, model: &str) -> Result<ModelResponse, Failure> {
+        let status = response.status().as_u16();
+        let request_id = request_id(&response);
+        let body = self.read_capped(&mut response, model).await?;
+        self.interpret(status, &body, request_id.as_deref(), model)
+    }
+
+    /// What a 2xx body (or the body a stream was reassembled into) means.
+    fn interpret(
+        &self,
+        status: u16,
+        body: &[u8],
+        request_id: Option<&str>,
+        model: &str,
+    ) -> Result<ModelResponse, Failure> {
+        match wire::decode(body) {
+            Ok(Decoded::Response(response)) => Ok(response),
+            Ok(Decoded::Error(error)) => Err(self.error_in_body(&error, request_id, model)),
+            Ok(Decoded::NotAMessage) => {
+                Err(Failure::fatal(self.invalid_response(status, "the body has no `content`", body)))
+            }
+            Err(e) => Err(Failure::fatal(self.invalid_response(
+                status,
+                &format!("the body is not a Messages API response ({e})"),
+                body,
+            ))),
+        }
+    }
+
+    /// An error reported with a 2xx, in a body or a stream's `error` event:
+    /// classified by the status its type stands for.
+    fn error_in_body(&self, error: &serde_json::Value, request_id: Option<&str>, model: &str) -> Failure {
+        let info = ErrorInfo::from_error_value(error);
+        let status = status_for_type(info.kind.as_deref());
+        self.classify(status, &info, None, request_id, model)
+    }
+
+    /// One streaming exchange. A plain JSON answer (a gateway that does not
+    /// stream) is read as a whole answer.
+    async fn attempt_streaming(
+        &self,
+        request: Request,
+        model: &str,
+        deltas: &Deltas<'_>,
+    ) -> Result<ModelResponse, Failure> {
+        let mut response = self.send(request, model).await?;
+        if !sse::is_event_stream(&response) {
+            let answer = self.read_whole(response, model).await?;
+            deltas.send_whole(&answer);
+            return Ok(answer);
+        }
+        let status = response.status().as_u16();
+        let request_id = request_id(&response);
+        let mut assembler = stream::Assembler::default();
+        let read =
+            sse::read_events(&mut response, MAX_RESPONSE_BYTES, |event| assembler.push(&event.data, deltas)).await;
+        let stop = match read {
+            Ok(_) if assembler.is_complete() => match assembler.into_body() {
+                Ok(body) => return self.interpret(status, &body, request_id.as_deref(), model),
+                Err(stop) => stop,
+            },
+            Ok(_) => {
+                return Err(Failure::of(ModelError {
+                    kind: ModelErrorKind::Transport,
                     message: format!(
-                        "{PROVIDER} answered HTTP {status} with a body over {} MiB, which rein does not read; check that base_url points at the Anthropic API",
-                        MAX_RESPONSE_BYTES / (1024 * 1024)
+                        "{PROVIDER} ended the stream before the answer was complete (model `{model}`, no message_stop)"
                     ),
                     status: Some(status),
                     retry_after: None,
-                },
-                retryable: false,
-            })?;
-        if !(200..300).contains(&status) {
-            let info = ErrorInfo::from_body(&body);
-            return Err(self.classify(status, &info, retry_after, request_id.as_deref(), model));
-        }
-        match wire::decode(&body) {
-            Ok(Decoded::Response(response)) => Ok(response),
-            Ok(Decoded::Error(error)) => {
-                // An error reported with a 2xx: take the status its type stands for.
-                let info = ErrorInfo::from_error_value(&error);
-                let status = status_for_type(info.kind.as_deref());
-                Err(self.classify(status, &info, None, request_id.as_deref(), model))
+                }));
             }
-            Ok(Decoded::NotAMessage) => Err(Failure {
-                error: self.invalid_response(status, "the body has no `content`", &body),
-                retryable: false,
-            }),
-            Err(e) => Err(Failure {
-                error: self.invalid_response(status, &format!("the body is not a Messages API response ({e})"), &body),
-                retryable: false,
-            }),
+            Err(SseError::Read(e)) => return Err(Failure::of(self.transport_error(&e, model))),
+            Err(SseError::TooLarge) => return Err(Failure::fatal(too_large(status))),
+            Err(SseError::Handler(stop)) => stop,
+        };
+        match stop {
+            // `overloaded_error` mid-stream becomes a server error, as a 529 would.
+            stream::Stop::Error(error) => Err(self.error_in_body(&error, request_id.as_deref(), model)),
+            stream::Stop::Invalid(what, data) => {
+                Err(Failure::fatal(self.invalid_response(status, &what, data.as_bytes())))
+            }
         }
     }
 
@@ -372,35 +444,6 @@ impl Anthropic {
             retry_after: None,
         }
     }
-
-    /// The result of the final attempt of a call.
-    fn conclude(
-        &self,
-        outcome: Result<ModelResponse, Failure>,
-        retries: u32,
-        started: Instant,
-    ) -> Result<ModelResponse, ModelError> {
-        match outcome {
-            Ok(response) => {
-                tracing::trace!(
-                    model = %self.id,
-                    attempts = retries + 1,
-                    elapsed_ms = started.elapsed().as_millis() as u64,
-                    input_tokens = response.usage.input_tokens,
-                    cached_input_tokens = response.usage.cached_input_tokens,
-                    output_tokens = response.usage.output_tokens,
-                    "model call finished"
-                );
-                Ok(response)
-            }
-            Err(Failure { mut error, retryable }) => {
-                if retryable && retries > 0 {
-                    error.message.push_str(&format!(" (gave up after {} attempts)", retries + 1));
-                }
-                Err(error)
-            }
-        }
-    }
 }
 
 #[async_trait]
@@ -411,34 +454,41 @@ impl Model for Anthropic {
 
     async fn complete(&self, request: ModelRequest<'_>) -> Result<ModelResponse, ModelError> {
         let model = if request.model.is_empty() { self.model.as_str() } else { request.model };
-        let started = Instant::now();
-        // Built once; each retry sends a copy, whose body shares the same bytes.
-        let template = self.build_request(model, &request)?;
-        let mut retries = 0u32;
-        loop {
-            let copy = if retries < self.retry.max_retries { template.try_clone() } else { None };
-            let Some(copy) = copy else {
-                let outcome = self.attempt(template, model).await;
-                return self.conclude(outcome, retries, started);
-            };
-            let failure = match self.attempt(copy, model).await {
-                Err(failure) if failure.retryable => failure,
-                outcome => return self.conclude(outcome, retries, started),
-            };
-            let mut error = failure.error;
-            let Some(wait) = self.retry.wait_before_retry(retries, &mut error) else {
-                return Err(error);
-            };
-            tracing::debug!(
-                model = %self.id,
-                attempt = retries + 1,
-                wait_ms = wait.as_millis() as u64,
-                error = %error.message,
-                "model call failed; retrying"
-            );
-            tokio::time::sleep(wait).await;
-            retries += 1;
-        }
+        let template = self.build_request(model, &request, false)?;
+        retry::call_with_retries(&self.retry, &self.id, template, |copy| self.attempt(copy, model)).await
+    }
+
+    async fn complete_streaming(
+        &self,
+        request: ModelRequest<'_>,
+        on_delta: OnDelta<'_>,
+    ) -> Result<ModelResponse, ModelError> {
+        let model = if request.model.is_empty() { self.model.as_str() } else { request.model };
+        let template = self.build_request(model, &request, true)?;
+        let deltas = Deltas::new(on_delta);
+        retry::call_with_retries(&self.retry, &self.id, template, |copy| {
+            let deltas = &deltas;
+            async move { sse::no_retry_after_deltas(self.attempt_streaming(copy, model, deltas).await, deltas) }
+        })
+        .await
+    }
+}
+
+/// Anthropic's id for the request, which its support asks for.
+fn request_id(response: &reqwest::Response) -> Option<String> {
+    response.headers().get("request-id").and_then(|v| v.to_str().ok()).map(str::to_owned)
+}
+
+/// A body over the cap.
+fn too_large(status: u16) -> ModelError {
+    ModelError {
+        kind: ModelErrorKind::InvalidResponse,
+        message: format!(
+            "{PROVIDER} answered HTTP {status} with a body over {} MiB, which rein does not read; check that base_url points at the Anthropic API",
+            MAX_RESPONSE_BYTES / (1024 * 1024)
+        ),
+        status: Some(status),
+        retry_after: None,
     }
 }
 

@@ -7,6 +7,7 @@
 use crate::anthropic::{Anthropic, AnthropicConfig};
 use crate::error::ProviderError;
 use crate::gemini::{Gemini, GeminiConfig};
+use crate::layers::{Failover, LimiterConfig, ProviderRegistry};
 use crate::openai::{OpenAiCompatible, OpenAiConfig};
 use crate::retry::RetryConfig;
 use rein_types::{Model, ModelRef, ProviderDecl};
@@ -70,6 +71,63 @@ pub fn build_model_with(
     client: Option<reqwest::Client>,
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<Arc<dyn Model>, ProviderError> {
+    build_model_in(ProviderRegistry::global(), model, decl, client, env)
+}
+
+/// Builds the model `model` names behind its endpoint's circuit breaker and
+/// client-side limits, taken from (or created in) `registry`, so every model
+/// built from one registry for one provider endpoint shares them.
+pub fn build_model_in(
+    registry: &ProviderRegistry,
+    model: &ModelRef,
+    decl: &ProviderDecl,
+    client: Option<reqwest::Client>,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Arc<dyn Model>, ProviderError> {
+    let (built, base_url, timeout) = build_bare(model, decl, client, env)?;
+    let limits = LimiterConfig {
+        max_concurrency: decl.max_concurrency,
+        requests_per_minute: decl.requests_per_minute,
+        tokens_per_minute: decl.tokens_per_minute,
+    };
+    let endpoint = registry.endpoint(&model.provider, &base_url, limits);
+    Ok(registry.wrap(built, &endpoint, timeout))
+}
+
+/// Builds a failover chain: `primary`, then each fallback in order, every
+/// one behind its own endpoint's breaker and limits from `registry`. With no
+/// fallbacks the chain still names the serving model in `served_by`.
+pub fn build_chain_in(
+    registry: &ProviderRegistry,
+    primary: (&ModelRef, &ProviderDecl),
+    fallbacks: &[(ModelRef, ProviderDecl)],
+    client: Option<reqwest::Client>,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Arc<dyn Model>, ProviderError> {
+    let first = build_model_in(registry, primary.0, primary.1, client.clone(), &env)?;
+    let rest = fallbacks
+        .iter()
+        .map(|(model, decl)| build_model_in(registry, model, decl, client.clone(), &env))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Arc::new(Failover::new(first, rest)))
+}
+
+/// [`build_chain_in`] with the process-wide registry and environment.
+pub fn build_chain(
+    primary: (&ModelRef, &ProviderDecl),
+    fallbacks: &[(ModelRef, ProviderDecl)],
+    client: Option<reqwest::Client>,
+) -> Result<Arc<dyn Model>, ProviderError> {
+    build_chain_in(ProviderRegistry::global(), primary, fallbacks, client, |var| std::env::var(var).ok())
+}
+
+/// The provider client alone, with the base URL and time-out it uses.
+fn build_bare(
+    model: &ModelRef,
+    decl: &ProviderDecl,
+    client: Option<reqwest::Client>,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<(Arc<dyn Model>, String, Duration), ProviderError> {
     let provider = model.provider.as_str();
     let known = || KNOWN_PROVIDERS.join(", ");
     let Some(defaults) = defaults(provider) else {
@@ -125,13 +183,14 @@ pub fn build_model_with(
         config.secrets = secrets;
         config.timeout = timeout;
         config.retry = retry;
-        return Ok(Arc::new(Anthropic::new(config, client)?));
+        let endpoint = config.base_url.clone();
+        return Ok((Arc::new(Anthropic::new(config, client)?), endpoint, timeout));
     }
     if provider == "gemini" {
         let config = GeminiConfig {
             provider: provider.to_owned(),
             model: model.name.clone(),
-            base_url,
+            base_url: base_url.clone(),
             api_key,
             api_key_env,
             headers,
@@ -139,12 +198,12 @@ pub fn build_model_with(
             timeout,
             retry,
         };
-        return Ok(Arc::new(Gemini::new(config, client)?));
+        return Ok((Arc::new(Gemini::new(config, client)?), base_url, timeout));
     }
     let config = OpenAiConfig {
         provider: provider.to_owned(),
         model: model.name.clone(),
-        base_url,
+        base_url: base_url.clone(),
         api_key,
         api_key_env,
         headers,
@@ -152,7 +211,7 @@ pub fn build_model_with(
         timeout,
         retry,
     };
-    Ok(Arc::new(OpenAiCompatible::new(config, client)?))
+    Ok((Arc::new(OpenAiCompatible::new(config, client)?), base_url, timeout))
 }
 
 fn missing_key(var: &str) -> ProviderError {

@@ -1,5 +1,6 @@
 //! [`Gemini`]: rein's [`Model`] over Google's Gemini API
-//! (`POST {base_url}/v1beta/models/{model}:generateContent`, non-streaming).
+//! (`POST {base_url}/v1beta/models/{model}:generateContent`, or
+//! `:streamGenerateContent?alt=sse` when streaming, read by [`stream`]).
 //! The key travels in the `x-goog-api-key` header, never in the URL, so it
 //! cannot end up in a proxy log or an error message that quotes the address.
 //!
@@ -11,17 +12,20 @@
 //! the backoff policy are the ones [`crate::OpenAiCompatible`] uses.
 
 mod schema;
+mod stream;
 mod wire;
 
 use crate::error::ProviderError;
 use crate::openai::{MAX_RESPONSE_BYTES, default_client, error_chain, read_body, scrub, secret_list};
-use crate::retry::{self, RetryConfig};
+use crate::retry::{self, Failure, RetryConfig};
+use crate::sse::{self, Deltas, SseError};
 use async_trait::async_trait;
-use rein_types::{Model, ModelError, ModelErrorKind, ModelRequest, ModelResponse};
+use rein_types::{Model, ModelError, ModelErrorKind, ModelRequest, ModelResponse, OnDelta};
 use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Client, Request, Url};
 use std::fmt;
-use std::time::{Duration, Instant};
+use std::ops::ControlFlow;
+use std::time::Duration;
 use wire::{Decoded, ErrorBody};
 
 /// Everything a [`Gemini`] needs. Build one with [`GeminiConfig::new`] or as
@@ -121,18 +125,6 @@ impl fmt::Debug for Gemini {
     }
 }
 
-/// One failed attempt, and whether another could succeed.
-struct Failure {
-    error: ModelError,
-    retryable: bool,
-}
-
-impl Failure {
-    fn of(error: ModelError) -> Self {
-        Self { retryable: error.is_retryable(), error }
-    }
-}
-
 impl Gemini {
     /// Prepares the base URL and headers. Pass `client` to share one
     /// connection pool between providers; `None` creates one. Fails without
@@ -183,47 +175,110 @@ impl Gemini {
 
     /// The URL a call to `model` is sent to. It never holds the key.
     pub fn endpoint(&self, model: &str) -> String {
-        self.url(model).to_string()
+        self.url(model, false).to_string()
     }
 
-    fn url(&self, model: &str) -> Url {
+    /// `…/models/{model}:generateContent`, or with `stream`
+    /// `…:streamGenerateContent?alt=sse`.
+    fn url(&self, model: &str, stream: bool) -> Url {
         let model = model.strip_prefix("models/").unwrap_or(model);
+        let method = if stream { "streamGenerateContent" } else { "generateContent" };
         let mut url = self.base.clone();
         if let Ok(mut segments) = url.path_segments_mut() {
             // Pushed as one segment, so a `/` in a name cannot change the path.
-            segments.pop_if_empty().extend(["v1beta", "models", &format!("{model}:generateContent")]);
+            segments.pop_if_empty().extend(["v1beta", "models", &format!("{model}:{method}")]);
+        }
+        if stream {
+            url.set_query(Some("alt=sse"));
         }
         url
     }
 
-    /// One HTTP exchange.
-    async fn attempt(&self, request: Request, url: &Url, model: &str) -> Result<ModelResponse, Failure> {
+    /// The request for `model`, the same for both modes but for `stream`.
+    fn build_request(
+        &self,
+        model: &str,
+        request: &ModelRequest<'_>,
+        stream: bool,
+    ) -> Result<(Request, Url), ModelError> {
+        let url = self.url(model, stream);
+        let body = wire::encode(request).map_err(|e| {
+            ModelError::new(ModelErrorKind::BadRequest, format!("could not encode the request for {}: {e}", self.id))
+        })?;
+        let mut headers = self.headers.clone();
+        if stream {
+            headers.insert(header::ACCEPT, HeaderValue::from_static("text/event-stream"));
+        }
+        let request = self
+            .client
+            .post(url.clone())
+            .headers(headers)
+            .timeout(self.timeout)
+            .body(body)
+            .build()
+            .map_err(|e| self.transport_error(&e, &url, model))?;
+        Ok((request, url))
+    }
+
+    /// Sends a request; a success status returns the response unread, any
+    /// other status is read and classified. Shared by both modes.
+    async fn send(&self, request: Request, url: &Url, model: &str) -> Result<reqwest::Response, Failure> {
         let mut response =
             self.client.execute(request).await.map_err(|e| Failure::of(self.transport_error(&e, url, model)))?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
         let status = response.status().as_u16();
-        let header_delay = if response.status().is_success() { None } else { retry::retry_after(response.headers()) };
-        let body = read_body(&mut response, MAX_RESPONSE_BYTES)
+        let header_delay = retry::retry_after(response.headers());
+        let body = self.read_capped(&mut response, url, model).await?;
+        let info = ErrorBody::parse(&body);
+        let retry_after = header_delay.or(info.retry_delay);
+        Err(self.classify(status, &info, retry_after, url, model))
+    }
+
+    /// The whole body, up to [`MAX_RESPONSE_BYTES`].
+    async fn read_capped(&self, response: &mut reqwest::Response, url: &Url, model: &str) -> Result<Vec<u8>, Failure> {
+        let status = response.status().as_u16();
+        read_body(response, MAX_RESPONSE_BYTES)
             .await
             .map_err(|e| Failure::of(self.transport_error(&e, url, model)))?
-            .ok_or_else(|| Failure {
-                error: ModelError {
-                    kind: ModelErrorKind::InvalidResponse,
-                    message: format!(
-                        "{} answered HTTP {status} with a body over {} MiB, which rein does not read",
-                        self.provider,
-                        MAX_RESPONSE_BYTES / (1024 * 1024)
-                    ),
-                    status: Some(status),
-                    retry_after: None,
-                },
-                retryable: false,
-            })?;
-        if !(200..300).contains(&status) {
-            let info = ErrorBody::parse(&body);
-            let retry_after = header_delay.or(info.retry_delay);
-            return Err(self.classify(status, &info, retry_after, url, model));
+            .ok_or_else(|| Failure::fatal(self.too_large(status)))
+    }
+
+    fn too_large(&self, status: u16) -> ModelError {
+        ModelError {
+            kind: ModelErrorKind::InvalidResponse,
+            message: format!(
+                "{} answered HTTP {status} with a body over {} MiB, which rein does not read",
+                self.provider,
+                MAX_RESPONSE_BYTES / (1024 * 1024)
+            ),
+            status: Some(status),
+            retry_after: None,
         }
-        match wire::decode(&body) {
+    }
+
+    /// One non-streaming exchange.
+    async fn attempt(&self, request: Request, url: &Url, model: &str) -> Result<ModelResponse, Failure> {
+        let response = self.send(request, url, model).await?;
+        self.read_whole(response, url, model).await
+    }
+
+    /// Reads and decodes a whole 2xx body.
+    async fn read_whole(
+        &self,
+        mut response: reqwest::Response,
+        url: &Url,
+        model: &str,
+    ) -> Result<ModelResponse, Failure> {
+        let status = response.status().as_u16();
+        let body = self.read_capped(&mut response, url, model).await?;
+        self.interpret(status, &body, model)
+    }
+
+    /// What a 2xx body (or the body a stream was reassembled into) means.
+    fn interpret(&self, status: u16, body: &[u8], model: &str) -> Result<ModelResponse, Failure> {
+        match wire::decode(body) {
             Ok(Decoded::Response(response)) => Ok(response),
             Ok(Decoded::Blocked { reason, categories }) => {
                 let rated = if categories.is_empty() {
@@ -231,31 +286,80 @@ impl Gemini {
                 } else {
                     format!("safety categories rated high: {}", categories.join(", "))
                 };
-                Err(Failure {
-                    error: ModelError {
-                        kind: ModelErrorKind::BadRequest,
-                        message: format!(
-                            "{} blocked the prompt for model `{model}` (block reason {reason}; {rated}); rephrase the input or the system prompt",
-                            self.provider
-                        ),
-                        status: Some(status),
-                        retry_after: None,
-                    },
-                    retryable: false,
-                })
+                Err(Failure::fatal(ModelError {
+                    kind: ModelErrorKind::BadRequest,
+                    message: format!(
+                        "{} blocked the prompt for model `{model}` (block reason {reason}; {rated}); rephrase the input or the system prompt",
+                        self.provider
+                    ),
+                    status: Some(status),
+                    retry_after: None,
+                }))
             }
-            Ok(Decoded::NoCandidates) => Err(Failure {
-                error: self.invalid_response(status, "the response has no candidates", &body),
-                retryable: false,
-            }),
-            Err(e) => Err(Failure {
-                error: self.invalid_response(
-                    status,
-                    &format!("the body is not a generateContent response ({e})"),
-                    &body,
+            Ok(Decoded::NoCandidates) => {
+                Err(Failure::fatal(self.invalid_response(status, "the response has no candidates", body)))
+            }
+            Err(e) => Err(Failure::fatal(self.invalid_response(
+                status,
+                &format!("the body is not a generateContent response ({e})"),
+                body,
+            ))),
+        }
+    }
+
+    /// One streaming exchange. A plain JSON answer (a gateway that does not
+    /// stream) is read as a whole answer.
+    async fn attempt_streaming(
+        &self,
+        request: Request,
+        url: &Url,
+        model: &str,
+        deltas: &Deltas<'_>,
+    ) -> Result<ModelResponse, Failure> {
+        let mut response = self.send(request, url, model).await?;
+        if !sse::is_event_stream(&response) {
+            let answer = self.read_whole(response, url, model).await?;
+            deltas.send_whole(&answer);
+            return Ok(answer);
+        }
+        let status = response.status().as_u16();
+        let mut assembler = stream::Assembler::default();
+        let read = sse::read_events(&mut response, MAX_RESPONSE_BYTES, |event| {
+            assembler.push(&event.data, deltas).map(|()| ControlFlow::Continue(()))
+        })
+        .await;
+        match read {
+            Ok(_) if assembler.is_complete() => self.interpret(status, &assembler.into_body(), model),
+            Ok(_) => Err(Failure::of(ModelError {
+                kind: ModelErrorKind::Transport,
+                message: format!(
+                    "{} ended the stream before the answer was complete (model `{model}`, no finishReason)",
+                    self.provider
                 ),
-                retryable: false,
-            }),
+                status: Some(status),
+                retry_after: None,
+            })),
+            Err(SseError::Read(e)) => Err(Failure::of(self.transport_error(&e, url, model))),
+            Err(SseError::TooLarge) => Err(Failure::fatal(self.too_large(status))),
+            Err(SseError::Handler(stream::Stop::Blocked(data))) => self.interpret(status, data.as_bytes(), model),
+            Err(SseError::Handler(stream::Stop::Error(data))) => {
+                // An error in the stream: classified by the HTTP code it names
+                // (a server error when it names none), like an error status.
+                let info = ErrorBody::parse(data.as_bytes());
+                let code = serde_json::from_str::<serde_json::Value>(&data)
+                    .ok()
+                    .and_then(|v| v.pointer("/error/code").and_then(serde_json::Value::as_u64))
+                    .and_then(|code| u16::try_from(code).ok())
+                    .filter(|code| (400..=599).contains(code))
+                    .unwrap_or(500);
+                let retry_after = info.retry_delay;
+                Err(self.classify(code, &info, retry_after, url, model))
+            }
+            Err(SseError::Handler(stream::Stop::NotAChunk(e, data))) => Err(Failure::fatal(self.invalid_response(
+                status,
+                &format!("a stream event is not a GenerateContentResponse ({e})"),
+                data.as_bytes(),
+            ))),
         }
     }
 
@@ -360,63 +464,23 @@ impl Model for Gemini {
 
     async fn complete(&self, request: ModelRequest<'_>) -> Result<ModelResponse, ModelError> {
         let model = if request.model.is_empty() { self.model.as_str() } else { request.model };
-        let started = Instant::now();
-        let url = self.url(model);
-        let body = wire::encode(&request).map_err(|e| {
-            ModelError::new(ModelErrorKind::BadRequest, format!("could not encode the request for {}: {e}", self.id))
-        })?;
-        // Built once; each attempt sends a copy, whose body shares the bytes.
-        let template = self
-            .client
-            .post(url.clone())
-            .headers(self.headers.clone())
-            .timeout(self.timeout)
-            .body(body)
-            .build()
-            .map_err(|e| self.transport_error(&e, &url, model))?;
-        let mut retries = 0u32;
-        loop {
-            let Some(request) = template.try_clone() else {
-                // Unreachable for an in-memory body; fail rather than panic.
-                return Err(ModelError::new(
-                    ModelErrorKind::BadRequest,
-                    format!("could not prepare the request for {}", self.id),
-                ));
-            };
-            let failure = match self.attempt(request, &url, model).await {
-                Ok(response) => {
-                    tracing::trace!(
-                        model = %self.id,
-                        attempts = retries + 1,
-                        elapsed_ms = started.elapsed().as_millis() as u64,
-                        input_tokens = response.usage.input_tokens,
-                        output_tokens = response.usage.output_tokens,
-                        "model call finished"
-                    );
-                    return Ok(response);
-                }
-                Err(failure) => failure,
-            };
-            let mut error = failure.error;
-            if !failure.retryable || retries >= self.retry.max_retries {
-                if failure.retryable && retries > 0 {
-                    error.message.push_str(&format!(" (gave up after {} attempts)", retries + 1));
-                }
-                return Err(error);
-            }
-            let Some(wait) = self.retry.wait_before_retry(retries, &mut error) else {
-                return Err(error);
-            };
-            tracing::debug!(
-                model = %self.id,
-                attempt = retries + 1,
-                wait_ms = wait.as_millis() as u64,
-                error = %error.message,
-                "model call failed; retrying"
-            );
-            tokio::time::sleep(wait).await;
-            retries += 1;
-        }
+        let (template, url) = self.build_request(model, &request, false)?;
+        retry::call_with_retries(&self.retry, &self.id, template, |copy| self.attempt(copy, &url, model)).await
+    }
+
+    async fn complete_streaming(
+        &self,
+        request: ModelRequest<'_>,
+        on_delta: OnDelta<'_>,
+    ) -> Result<ModelResponse, ModelError> {
+        let model = if request.model.is_empty() { self.model.as_str() } else { request.model };
+        let (template, url) = self.build_request(model, &request, true)?;
+        let deltas = Deltas::new(on_delta);
+        retry::call_with_retries(&self.retry, &self.id, template, |copy| {
+            let (deltas, url) = (&deltas, &url);
+            async move { sse::no_retry_after_deltas(self.attempt_streaming(copy, url, model, deltas).await, deltas) }
+        })
+        .await
     }
 }
 
@@ -487,7 +551,7 @@ mod tests {
     #[test]
     fn statuses_map_to_kinds_and_echoed_keys_are_scrubbed() {
         let model = model(GeminiConfig::DEFAULT_BASE_URL);
-        let url = model.url("m");
+        let url = model.url("m", false);
         let info = |message: &str, status: &str| ErrorBody {
             message: Some(message.into()),
             status: Some(status.into()),

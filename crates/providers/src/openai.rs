@@ -1,6 +1,7 @@
 //! [`OpenAiCompatible`]: rein's [`Model`] over the OpenAI Chat Completions API
 //! (`POST {base_url}/chat/completions`), which OpenAI, OpenRouter, Ollama,
-//! vLLM and the llama.cpp server all speak. This module owns the HTTP call,
+//! vLLM and the llama.cpp server all speak, whole or streamed as server-sent
+//! events (`stream: true`, read by [`stream`]). This module owns the HTTP call,
 //! the retry loop around it, and the translation of every way a call can fail
 //! into a typed [`ModelError`] that says what happened and names the fix.
 //! Error messages quote the provider, with the key and every other secret
@@ -12,6 +13,7 @@
 //! the conversation, headers are prepared at construction, and nothing is
 //! logged above `trace`.
 
+mod stream;
 mod wire;
 
 // Shared with the other HTTP providers, so every adapter reads error bodies,
@@ -19,13 +21,14 @@ mod wire;
 pub(crate) use wire::{ErrorInfo, snippet};
 
 use crate::error::ProviderError;
-use crate::retry::{self, RetryConfig};
+use crate::retry::{self, Failure, RetryConfig};
+use crate::sse::{self, Deltas, SseError};
 use async_trait::async_trait;
-use rein_types::{Model, ModelError, ModelErrorKind, ModelRequest, ModelResponse};
+use rein_types::{Model, ModelError, ModelErrorKind, ModelRequest, ModelResponse, OnDelta};
 use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Client, Request, StatusCode, Url};
 use std::fmt;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use wire::Decoded;
 
 /// Provider error messages are cut to this many bytes: a proxy's HTML error
@@ -155,12 +158,6 @@ impl fmt::Debug for OpenAiCompatible {
     }
 }
 
-/// One failed attempt, and whether another could succeed.
-struct Failure {
-    error: ModelError,
-    retryable: bool,
-}
-
 impl OpenAiCompatible {
     /// Prepares the endpoint and headers. Pass `client` to share one
     /// connection pool between providers; `None` creates one for this provider.
@@ -216,48 +213,77 @@ impl OpenAiCompatible {
         self.endpoint.as_str()
     }
 
-    fn build_request(&self, model: &str, request: &ModelRequest<'_>) -> Result<Request, ModelError> {
-        let body = wire::encode(model, request).map_err(|e| {
+    /// The request for `model`, the same for both modes but for `stream`.
+    fn build_request(&self, model: &str, request: &ModelRequest<'_>, stream: bool) -> Result<Request, ModelError> {
+        let body = wire::encode(model, request, stream).map_err(|e| {
             ModelError::new(ModelErrorKind::BadRequest, format!("could not encode the request for {}: {e}", self.id))
         })?;
+        let mut headers = self.headers.clone();
+        if stream {
+            headers.insert(header::ACCEPT, HeaderValue::from_static("text/event-stream"));
+        }
         self.client
             .post(self.endpoint.clone())
-            .headers(self.headers.clone())
+            .headers(headers)
             .timeout(self.timeout)
             .body(body)
             .build()
             .map_err(|e| self.transport_error(&e, model))
     }
 
-    /// One HTTP exchange.
-    async fn attempt(&self, request: Request, model: &str) -> Result<ModelResponse, Failure> {
-        let retryable = |error: ModelError| Failure { retryable: error.is_retryable(), error };
+    /// Sends a request; a success status returns the response unread, any
+    /// other status is read and classified. Shared by both modes.
+    async fn send(&self, request: Request, model: &str) -> Result<reqwest::Response, Failure> {
         let mut response =
-            self.client.execute(request).await.map_err(|e| retryable(self.transport_error(&e, model)))?;
+            self.client.execute(request).await.map_err(|e| Failure::of(self.transport_error(&e, model)))?;
         let status = response.status();
-        let retry_after = if status.is_success() { None } else { retry::retry_after(response.headers()) };
-        let body = read_body(&mut response, MAX_RESPONSE_BYTES)
-            .await
-            .map_err(|e| retryable(self.transport_error(&e, model)))?
-            .ok_or_else(|| Failure {
-                error: ModelError {
-                    kind: ModelErrorKind::InvalidResponse,
-                    message: format!(
-                        "{} answered HTTP {} with a body over {} MiB, which rein does not read; check that base_url points at an OpenAI-compatible API",
-                        self.provider,
-                        status.as_u16(),
-                        MAX_RESPONSE_BYTES / (1024 * 1024)
-                    ),
-                    status: Some(status.as_u16()),
-                    retry_after: None,
-                },
-                retryable: false,
-            })?;
-        if !status.is_success() {
-            let info = ErrorInfo::from_body(&body);
-            return Err(self.classify(status.as_u16(), &info, retry_after, model));
+        if status.is_success() {
+            return Ok(response);
         }
-        match wire::decode(&body) {
+        let retry_after = retry::retry_after(response.headers());
+        let body = self.read_capped(&mut response, model).await?;
+        let info = ErrorInfo::from_body(&body);
+        Err(self.classify(status.as_u16(), &info, retry_after, model))
+    }
+
+    /// The whole body, up to [`MAX_RESPONSE_BYTES`].
+    async fn read_capped(&self, response: &mut reqwest::Response, model: &str) -> Result<Vec<u8>, Failure> {
+        let status = response.status().as_u16();
+        read_body(response, MAX_RESPONSE_BYTES)
+            .await
+            .map_err(|e| Failure::of(self.transport_error(&e, model)))?
+            .ok_or_else(|| Failure::fatal(self.too_large(status)))
+    }
+
+    fn too_large(&self, status: u16) -> ModelError {
+        ModelError {
+            kind: ModelErrorKind::InvalidResponse,
+            message: format!(
+                "{} answered HTTP {status} with a body over {} MiB, which rein does not read; check that base_url points at an OpenAI-compatible API",
+                self.provider,
+                MAX_RESPONSE_BYTES / (1024 * 1024)
+            ),
+            status: Some(status),
+            retry_after: None,
+        }
+    }
+
+    /// One non-streaming exchange.
+    async fn attempt(&self, request: Request, model: &str) -> Result<ModelResponse, Failure> {
+        let response = self.send(request, model).await?;
+        self.read_whole(response, model).await
+    }
+
+    /// Reads and decodes a whole 2xx body.
+    async fn read_whole(&self, mut response: reqwest::Response, model: &str) -> Result<ModelResponse, Failure> {
+        let status = response.status().as_u16();
+        let body = self.read_capped(&mut response, model).await?;
+        self.interpret(status, &body, model)
+    }
+
+    /// What a 2xx body (or the body a stream was reassembled into) means.
+    fn interpret(&self, status: u16, body: &[u8], model: &str) -> Result<ModelResponse, Failure> {
+        match wire::decode(body) {
             Ok(Decoded::Response(response)) => Ok(response),
             Ok(Decoded::Error(info)) => {
                 // No usable status: the HTTP one says success. An error
@@ -268,18 +294,54 @@ impl OpenAiCompatible {
                 failure.error.status = Some(status);
                 Err(failure)
             }
-            Ok(Decoded::NoChoices) => Err(Failure {
-                error: self.invalid_response(status.as_u16(), "the response has no choices", &body),
-                retryable: false,
-            }),
-            Err(e) => Err(Failure {
-                error: self.invalid_response(
-                    status.as_u16(),
-                    &format!("the body is not a Chat Completions response ({e})"),
-                    &body,
+            Ok(Decoded::NoChoices) => {
+                Err(Failure::fatal(self.invalid_response(status, "the response has no choices", body)))
+            }
+            Err(e) => Err(Failure::fatal(self.invalid_response(
+                status,
+                &format!("the body is not a Chat Completions response ({e})"),
+                body,
+            ))),
+        }
+    }
+
+    /// One streaming exchange. A server that answers with plain JSON (some
+    /// compatible servers ignore `stream`) is read as a whole answer.
+    async fn attempt_streaming(
+        &self,
+        request: Request,
+        model: &str,
+        deltas: &Deltas<'_>,
+    ) -> Result<ModelResponse, Failure> {
+        let mut response = self.send(request, model).await?;
+        if !sse::is_event_stream(&response) {
+            let answer = self.read_whole(response, model).await?;
+            deltas.send_whole(&answer);
+            return Ok(answer);
+        }
+        let status = response.status().as_u16();
+        let mut assembler = stream::Assembler::default();
+        let read =
+            sse::read_events(&mut response, MAX_RESPONSE_BYTES, |event| assembler.push(&event.data, deltas)).await;
+        match read {
+            Ok(_) if assembler.is_complete() => self.interpret(status, &assembler.into_body(), model),
+            Ok(_) => Err(Failure::of(ModelError {
+                kind: ModelErrorKind::Transport,
+                message: format!(
+                    "{} ended the stream before the answer was complete (model `{model}`, no [DONE])",
+                    self.provider
                 ),
-                retryable: false,
-            }),
+                status: Some(status),
+                retry_after: None,
+            })),
+            Err(SseError::Read(e)) => Err(Failure::of(self.transport_error(&e, model))),
+            Err(SseError::TooLarge) => Err(Failure::fatal(self.too_large(status))),
+            Err(SseError::Handler(stream::Stop::ErrorChunk(data))) => self.interpret(status, data.as_bytes(), model),
+            Err(SseError::Handler(stream::Stop::NotAChunk(e, data))) => Err(Failure::fatal(self.invalid_response(
+                status,
+                &format!("a stream event is not a chat.completion.chunk ({e})"),
+                data.as_bytes(),
+            ))),
         }
     }
 
@@ -418,65 +480,23 @@ impl Model for OpenAiCompatible {
 
     async fn complete(&self, request: ModelRequest<'_>) -> Result<ModelResponse, ModelError> {
         let model = if request.model.is_empty() { self.model.as_str() } else { request.model };
-        let started = Instant::now();
-        // Built once; each retry sends a copy, whose body shares the same bytes.
-        let template = self.build_request(model, &request)?;
-        let mut retries = 0u32;
-        loop {
-            let copy = if retries < self.retry.max_retries { template.try_clone() } else { None };
-            let Some(copy) = copy else {
-                // The last attempt sends the template itself.
-                let outcome = self.attempt(template, model).await;
-                return self.conclude(outcome, retries, started);
-            };
-            let failure = match self.attempt(copy, model).await {
-                Err(failure) if failure.retryable => failure,
-                outcome => return self.conclude(outcome, retries, started),
-            };
-            let mut error = failure.error;
-            let Some(wait) = self.retry.wait_before_retry(retries, &mut error) else {
-                return Err(error);
-            };
-            tracing::debug!(
-                model = %self.id,
-                attempt = retries + 1,
-                wait_ms = wait.as_millis() as u64,
-                error = %error.message,
-                "model call failed; retrying"
-            );
-            tokio::time::sleep(wait).await;
-            retries += 1;
-        }
+        let template = self.build_request(model, &request, false)?;
+        retry::call_with_retries(&self.retry, &self.id, template, |copy| self.attempt(copy, model)).await
     }
-}
 
-impl OpenAiCompatible {
-    /// The result of the final attempt of a call.
-    fn conclude(
+    async fn complete_streaming(
         &self,
-        outcome: Result<ModelResponse, Failure>,
-        retries: u32,
-        started: Instant,
+        request: ModelRequest<'_>,
+        on_delta: OnDelta<'_>,
     ) -> Result<ModelResponse, ModelError> {
-        match outcome {
-            Ok(response) => {
-                tracing::trace!(
-                    model = %self.id,
-                    attempts = retries + 1,
-                    elapsed_ms = started.elapsed().as_millis() as u64,
-                    input_tokens = response.usage.input_tokens,
-                    output_tokens = response.usage.output_tokens,
-                    "model call finished"
-                );
-                Ok(response)
-            }
-            Err(Failure { mut error, retryable }) => {
-                if retryable && retries > 0 {
-                    error.message.push_str(&format!(" (gave up after {} attempts)", retries + 1));
-                }
-                Err(error)
-            }
-        }
+        let model = if request.model.is_empty() { self.model.as_str() } else { request.model };
+        let template = self.build_request(model, &request, true)?;
+        let deltas = Deltas::new(on_delta);
+        retry::call_with_retries(&self.retry, &self.id, template, |copy| {
+            let deltas = &deltas;
+            async move { sse::no_retry_after_deltas(self.attempt_streaming(copy, model, deltas).await, deltas) }
+        })
+        .await
     }
 }
 

@@ -3,8 +3,11 @@
 //! (seconds, HTTP-date, or OpenAI's `retry-after-ms`), bounded so that a
 //! provider can never park a run indefinitely.
 
+use rein_types::{ModelError, ModelErrorKind, ModelResponse};
+use reqwest::Request;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
-use std::time::{Duration, SystemTime};
+use std::future::Future;
+use std::time::{Duration, Instant, SystemTime};
 
 /// How a provider retries calls that failed with 429, 5xx, a time-out or a
 /// broken connection.
@@ -50,7 +53,7 @@ impl RetryConfig {
     /// with `error`: the provider's `Retry-After` when it gave one, else the
     /// backoff. `None` when the provider asks for longer than
     /// `max_retry_after`; the error then says so, and the call gives up.
-    pub(crate) fn wait_before_retry(&self, retries: u32, error: &mut rein_types::ModelError) -> Option<Duration> {
+    pub(crate) fn wait_before_retry(&self, retries: u32, error: &mut ModelError) -> Option<Duration> {
         match error.retry_after {
             Some(asked) if asked > self.max_retry_after => {
                 error.message.push_str(&format!(
@@ -62,6 +65,93 @@ impl RetryConfig {
             Some(asked) => Some(asked),
             None => Some(self.backoff(retries)),
         }
+    }
+}
+
+/// One failed attempt of a model call, and whether another could succeed.
+pub(crate) struct Failure {
+    pub error: ModelError,
+    pub retryable: bool,
+}
+
+impl Failure {
+    /// A failure that is retryable exactly when its kind is.
+    pub fn of(error: ModelError) -> Self {
+        Self { retryable: error.is_retryable(), error }
+    }
+
+    /// A failure no retry can mend.
+    pub fn fatal(error: ModelError) -> Self {
+        Self { error, retryable: false }
+    }
+}
+
+/// The retry loop every provider runs, streaming or not: sends `template`
+/// through `attempt` until it succeeds, fails for good, or `config` says
+/// stop. Each retry sends a copy of the template (whose body shares the same
+/// bytes); the last attempt sends the template itself.
+pub(crate) async fn call_with_retries<F, Fut>(
+    config: &RetryConfig,
+    id: &str,
+    template: Request,
+    mut attempt: F,
+) -> Result<ModelResponse, ModelError>
+where
+    F: FnMut(Request) -> Fut,
+    Fut: Future<Output = Result<ModelResponse, Failure>>,
+{
+    let started = Instant::now();
+    let mut template = Some(template);
+    let mut retries = 0u32;
+    loop {
+        let copy = if retries < config.max_retries { template.as_ref().and_then(Request::try_clone) } else { None };
+        let (request, last) = match copy {
+            Some(copy) => (copy, false),
+            None => match template.take() {
+                Some(template) => (template, true),
+                // Unreachable: the template is sent only by the last attempt.
+                None => {
+                    return Err(ModelError::new(
+                        ModelErrorKind::BadRequest,
+                        format!("could not prepare the request for {id}"),
+                    ));
+                }
+            },
+        };
+        let failure = match attempt(request).await {
+            Ok(response) => {
+                tracing::trace!(
+                    model = %id,
+                    attempts = retries + 1,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    input_tokens = response.usage.input_tokens,
+                    cached_input_tokens = response.usage.cached_input_tokens,
+                    output_tokens = response.usage.output_tokens,
+                    "model call finished"
+                );
+                return Ok(response);
+            }
+            Err(failure) => failure,
+        };
+        let mut error = failure.error;
+        if !failure.retryable || last {
+            if failure.retryable && retries > 0 {
+                error.message.push_str(&format!(" (gave up after {} attempts)", retries + 1));
+            }
+            return Err(error);
+        }
+        let Some(wait) = config.wait_before_retry(retries, &mut error) else {
+            return Err(error);
+        };
+        tracing::debug!(
+            model = %id,
+            attempt = retries + 1,
+            wait_ms = wait.as_millis() as u64,
+            error = %error.message,
+            "model call failed; retrying"
+        );
+        tokio::time::sleep(wait).await;
+        retries += 1;
     }
 }
 

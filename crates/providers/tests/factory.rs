@@ -106,6 +106,7 @@ async fn declared_key_base_url_and_headers_reach_the_server() {
         timeout_ms: Some(5_000),
         max_retries: Some(0),
         headers: BTreeMap::from([("X-Team".to_owned(), "team-${TEAM}".to_owned())]),
+        ..ProviderDecl::default()
     };
     let env = |var: &str| match var {
         "GATEWAY_KEY" => Some("gw-secret".to_owned()),

@@ -1,5 +1,5 @@
 //! From an agent file to a runnable [`Agent`]: parse and validate the TOML,
-//! build the provider, build each declared tool, and assemble them. The
+//! build the provider (with its failover chain), build each declared tool, and assemble them. The
 //! version recorded on runs is the hash of the resolved spec, after
 //! overrides, so a run always names exactly what ran.
 
@@ -55,7 +55,11 @@ pub fn load_agent(path: &Path, overrides: &Overrides, client: &reqwest::Client) 
     if let Some(extra) = loaded.spec.extra.as_object_mut() {
         extra.insert("provider".into(), serde_json::to_value(&loaded.provider).unwrap_or_default());
     }
-    let model = rein_providers::build_model(&loaded.spec.model, &loaded.provider, Some(client.clone()))?;
+    // The primary, then `[model] fallbacks`, each behind its endpoint's
+    // breaker and limits, shared with every other agent in the process.
+    let fallbacks: Vec<(ModelRef, rein_types::ProviderDecl)> =
+        loaded.fallbacks.iter().map(|f| (f.model.clone(), f.provider.clone())).collect();
+    let model = rein_providers::build_chain((&loaded.spec.model, &loaded.provider), &fallbacks, Some(client.clone()))?;
     let mut tools: Vec<Arc<dyn Tool>> = Vec::with_capacity(loaded.tools.len());
     for declared in &loaded.tools {
         let built = rein_tools::build_tool(declared.spec.clone(), &declared.implementation, client)

@@ -129,4 +129,16 @@ pub struct ProviderDecl {
     /// Extra headers, with `${VAR}` expanded from the environment at start.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
+    /// Calls in flight at once to this endpoint, across every run in the
+    /// process; more wait.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<u32>,
+    /// Client-side request rate for this endpoint, shared by every run in
+    /// the process; calls above it wait.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_per_minute: Option<u32>,
+    /// Client-side token rate (prompt estimate + output cap) for this
+    /// endpoint, shared by every run in the process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_per_minute: Option<u32>,
 }

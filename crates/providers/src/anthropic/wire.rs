@@ -37,6 +37,8 @@ struct MessagesRequest<'a> {
     top_p: Option<f32>,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     stop_sequences: &'a [String],
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    stream: bool,
 }
 
 /// `{"type": "ephemeral"}`: cache the prompt up to and including this block.
@@ -125,8 +127,14 @@ struct WireTool<'a> {
     cache_control: Option<CacheControl>,
 }
 
-/// Serialises the request body for `model`.
-pub(super) fn encode(model: &str, request: &ModelRequest<'_>, options: &Options) -> serde_json::Result<Vec<u8>> {
+/// Serialises the request body for `model`; `stream` asks for server-sent
+/// events.
+pub(super) fn encode(
+    model: &str,
+    request: &ModelRequest<'_>,
+    options: &Options,
+    stream: bool,
+) -> serde_json::Result<Vec<u8>> {
     let (mut system, messages) = conversation(request.messages);
     let mut tools: Vec<WireTool<'_>> = request
         .tools
@@ -163,6 +171,7 @@ pub(super) fn encode(model: &str, request: &ModelRequest<'_>, options: &Options)
             temperature: request.temperature,
             top_p: request.top_p,
             stop_sequences: request.stop,
+            stream,
         },
     )?;
     Ok(body)
@@ -370,7 +379,7 @@ mod tests {
             seed: Some(1),
             stop: &[],
         };
-        serde_json::from_slice(&encode("m", &request, &options(caching)).unwrap()).unwrap()
+        serde_json::from_slice(&encode("m", &request, &options(caching), false).unwrap()).unwrap()
     }
 
     fn call(id: &str, arguments: &str) -> ToolCall {

@@ -31,10 +31,21 @@ struct ChatRequest<'a> {
     // Some servers reject `"stop": []`, so an empty list is left out.
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     stop: &'a [String],
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    stream: bool,
+    /// Asks for a last chunk with the usage; sent only when streaming.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream_options: Option<StreamOptions>,
 }
 
-/// Serialises the request body for `model`.
-pub(super) fn encode(model: &str, request: &ModelRequest<'_>) -> serde_json::Result<Vec<u8>> {
+#[derive(Serialize)]
+struct StreamOptions {
+    include_usage: bool,
+}
+
+/// Serialises the request body for `model`; `stream` asks for server-sent
+/// events with the usage in a last chunk.
+pub(super) fn encode(model: &str, request: &ModelRequest<'_>, stream: bool) -> serde_json::Result<Vec<u8>> {
     // A guess at the final size, so the buffer rarely has to grow and copy.
     let estimate = 256
         + request.messages.iter().map(|m| m.text_len() + 64).sum::<usize>()
@@ -51,6 +62,8 @@ pub(super) fn encode(model: &str, request: &ModelRequest<'_>) -> serde_json::Res
             top_p: request.top_p,
             seed: request.seed,
             stop: request.stop,
+            stream,
+            stream_options: stream.then_some(StreamOptions { include_usage: true }),
         },
     )?;
     Ok(body)
@@ -588,7 +601,7 @@ mod tests {
             json!({"type":"object"}),
             RiskTier::Read,
         )];
-        let body = encode("m", &request(&messages, &tools, &[])).unwrap();
+        let body = encode("m", &request(&messages, &tools, &[]), false).unwrap();
         let value: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(
             value,
@@ -616,11 +629,11 @@ mod tests {
     fn empty_tools_and_stop_are_left_out() {
         let messages = vec![Message::User { text: "hi".into() }];
         let stop = vec!["END".to_owned()];
-        let body = encode("m", &request(&messages, &[], &stop)).unwrap();
+        let body = encode("m", &request(&messages, &[], &stop), false).unwrap();
         let value: Value = serde_json::from_slice(&body).unwrap();
         assert!(value.get("tools").is_none());
         assert_eq!(value["stop"], json!(["END"]));
-        let body = encode("m", &request(&messages, &[], &[])).unwrap();
+        let body = encode("m", &request(&messages, &[], &[]), false).unwrap();
         let value: Value = serde_json::from_slice(&body).unwrap();
         assert!(value.get("stop").is_none());
     }
