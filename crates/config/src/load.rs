@@ -47,6 +47,7 @@ const AGENT_KEYS: &[&str] = &[
     "databases",
     "tools",
     "providers",
+    "output_schema",
 ];
 const TOOL_FILE_KEYS: &[&str] = &["tools", "databases"];
 const MODEL_KEYS: &[&str] = &[
@@ -73,6 +74,7 @@ const LIMIT_KEYS: &[&str] = &[
     "max_invalid_calls",
     "max_tool_errors",
     "max_no_progress_steps",
+    "max_output_repairs",
     "tool_timeout",
 ];
 const PRICE_KEYS: &[&str] = &["input_per_mtok", "output_per_mtok", "cached_input_per_mtok"];
@@ -130,6 +132,7 @@ struct AgentParts {
     max_cost_loc: Option<(Loc, String)>,
     stop: Vec<(String, Loc, String)>,
     prices: BTreeMap<String, ModelPrice>,
+    output_schema: Option<serde_json::Value>,
     own: FileParts,
 }
 
@@ -402,6 +405,7 @@ fn parse_agent(table: &Table<'_, '_>, env: &mut Vec<EnvRef>, incomplete: &mut bo
     }
 
     let prices = table.get("prices").map(|node| parse_prices(&node, sink)).unwrap_or_default();
+    let output_schema = table.get("output_schema").and_then(|node| parse_output_schema(&node, sink));
 
     let defaults = ToolDefaults { timeout_ms: limits.tool_timeout_ms };
     let own = parse_tool_file_parts(table, &defaults, env, incomplete, sink);
@@ -422,8 +426,22 @@ fn parse_agent(table: &Table<'_, '_>, env: &mut Vec<EnvRef>, incomplete: &mut bo
         max_cost_loc,
         stop,
         prices,
+        output_schema,
         own,
     }
+}
+
+/// `output_schema`: a JSON Schema (as a TOML table) the final answer must
+/// satisfy.
+fn parse_output_schema(node: &Node<'_, '_>, sink: &mut Sink) -> Option<serde_json::Value> {
+    node.table(sink)?;
+    let schema = node.to_json(sink)?;
+    if let Err(error) = jsonschema::validator_for(&schema) {
+        let at = node.follow_pointer(error.instance_path().as_str());
+        sink.error(&at.loc(), &at.key, format!("invalid JSON Schema: {error}"));
+        return None;
+    }
+    Some(schema)
 }
 
 /// The directory relative paths in `file` resolve against.
@@ -769,6 +787,9 @@ fn parse_limits(t: &Table<'_, '_>, limits: &mut Limits, sink: &mut Sink) {
     if let Some(n) = t.u32_at_least("max_tool_errors", 1, sink) {
         limits.max_tool_errors = n;
     }
+    if let Some(n) = t.u32_at_least("max_output_repairs", 0, sink) {
+        limits.max_output_repairs = n;
+    }
     if let Some(n) = t.u32_at_least("max_no_progress_steps", 1, sink) {
         limits.max_no_progress_steps = n;
     }
@@ -1010,6 +1031,7 @@ fn assemble(
         limits: agent.limits,
         stop: StopConditions { after_tools: agent.stop.into_iter().map(|(name, _, _)| name).collect() },
         price,
+        output_schema: agent.output_schema,
         extra,
     };
     Some(LoadedAgent {

@@ -98,13 +98,23 @@ pub struct AgentPlan {
     pub catalog: ToolCatalog,
     /// The tool definitions as sent to the model, in catalog order.
     pub tool_specs: Vec<ToolSpec>,
+    /// The compiled `output_schema`, when the agent declares one.
+    pub output_validator: Option<jsonschema::Validator>,
 }
 
 impl AgentPlan {
     pub fn new(spec: AgentSpec) -> Result<Self, CatalogError> {
         let catalog = ToolCatalog::new(&spec.tools)?;
+        let output_validator =
+            match &spec.output_schema {
+                Some(schema) => Some(jsonschema::validator_for(schema).map_err(|e| CatalogError::InvalidSchema {
+                    tool: "output_schema".into(),
+                    message: e.to_string(),
+                })?),
+                None => None,
+            };
         let version = spec.version();
         let tool_specs = spec.tools.clone();
-        Ok(Self { spec, version, catalog, tool_specs })
+        Ok(Self { spec, version, catalog, tool_specs, output_validator })
     }
 }

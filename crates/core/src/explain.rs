@@ -97,6 +97,20 @@ pub fn content_filtered(partial: usize) -> String {
     )
 }
 
+pub fn output_rejected(problems: &[String], schema: &str) -> String {
+    format!(
+        "Your final answer must be one JSON value matching this JSON Schema: {schema}. It does not: {}. Reply with only the corrected JSON, no other text.",
+        problems.join("; ")
+    )
+}
+
+pub fn invalid_output(problems: &[String], repairs: u32) -> String {
+    format!(
+        "The model's final answer did not match the agent's output schema, even after {repairs} request(s) to fix it: {}. The last answer is in the output. Simplify the schema, describe the expected JSON in the system prompt, or use a model with a native structured-output mode.",
+        problems.join("; ")
+    )
+}
+
 pub fn unbacked_claims() -> String {
     String::from(
         "The agent gave its final answer, but the answer claims actions that no successful tool call in this run performed (see unbacked_claims). Treat those claims as unverified: check the target system before relying on them.",

@@ -182,6 +182,9 @@ impl RunRecord {
                 self.tool_latency_ms += latency_ms;
             }
             EventKind::ControlNotice { step, message } => self.step_mut(*step).notices.push(message.clone()),
+            EventKind::OutputRejected { step, errors, .. } => {
+                self.step_mut(*step).notices.push(format!("output rejected: {}", errors.join("; ")))
+            }
             EventKind::LimitHit { step, detail, .. } => self.step_mut(*step).notices.push(format!("limit: {detail}")),
             EventKind::RunFinished { status, output, reason, explanation, unbacked_claims, duration_ms, .. } => {
                 self.status = *status;

@@ -143,6 +143,8 @@ pub struct RunMachine {
     /// The worst-case estimate of the call in flight.
     requested_estimate: u64,
     last_finish: FinishReason,
+    /// Final answers sent back for not matching the output schema.
+    output_repairs: u32,
     cost_usd: f64,
     last_text: Option<String>,
     calls_per_tool: HashMap<usize, u32>,
@@ -210,6 +212,7 @@ impl RunMachine {
             budget_tokens: 0,
             requested_estimate: 0,
             last_finish: FinishReason::Stop,
+            output_repairs: 0,
             cost_usd: 0.0,
             last_text: None,
             calls_per_tool: HashMap::new(),
@@ -276,6 +279,7 @@ impl RunMachine {
             top_p: settings.top_p,
             seed: settings.seed,
             stop: &settings.stop,
+            output_schema: self.plan.spec.output_schema.as_ref(),
         }
     }
 
@@ -597,6 +601,36 @@ impl RunMachine {
         if answer.trim().is_empty() {
             let explanation = explain::empty_answer(self.step, self.partial_results.len());
             return self.finish(events, now_ms, RunStatus::Failed, "empty_answer".into(), explanation, None);
+        }
+        let mut answer = answer;
+        if let Some(validator) = &self.plan.output_validator {
+            let json_text = strip_code_fence(&answer);
+            let problems: Vec<String> = match serde_json::from_str::<Value>(json_text) {
+                Ok(value) => validator
+                    .iter_errors(&value)
+                    .map(|e| {
+                        let at = e.instance_path().to_string();
+                        if at.is_empty() { e.to_string() } else { format!("at `{at}`: {e}") }
+                    })
+                    .collect(),
+                Err(error) => vec![format!("the answer is not JSON ({error})")],
+            };
+            if !problems.is_empty() {
+                if self.output_repairs < self.plan.spec.limits.max_output_repairs {
+                    let step = self.step;
+                    let schema = self.plan.spec.output_schema.as_ref().map(Value::to_string).unwrap_or_default();
+                    let message = explain::output_rejected(&problems, &schema);
+                    self.emit(events, now_ms, EventKind::OutputRejected { step, errors: problems, message });
+                    return self.next_model_call(events, now_ms);
+                }
+                let explanation = explain::invalid_output(&problems, self.output_repairs);
+                return self.finish(events, now_ms, RunStatus::Failed, "invalid_output".into(), explanation, None);
+            }
+            answer = json_text.to_owned();
+        }
+        if self.plan.output_validator.is_some() {
+            let explanation = String::from("The agent gave its final answer, which matches the output schema.");
+            return self.finish(events, now_ms, RunStatus::Succeeded, "final_answer".into(), explanation, Some(answer));
         }
         let explanation = if self.successful_changes == 0 && !action_claims(&answer).is_empty() {
             explain::unbacked_claims()
@@ -945,6 +979,10 @@ impl RunMachine {
                 self.push_message(Message::Assistant { text: text.clone(), tool_calls: tool_calls.clone() });
             }
             EventKind::ModelFailed { .. } | EventKind::ControlNotice { .. } | EventKind::LimitHit { .. } => {}
+            EventKind::OutputRejected { message, .. } => {
+                self.output_repairs += 1;
+                self.push_message(Message::User { text: message.clone() });
+            }
             EventKind::ToolCallRequested { step, tool, call_id, arguments, idempotency_key, .. } => {
                 if let Some(index) = self.plan.catalog.index_of(tool) {
                     *self.calls_per_tool.entry(index).or_default() += 1;
@@ -1081,6 +1119,15 @@ impl RunMachine {
         self.prompt_chars += message.text_len();
         self.messages.push(message);
     }
+}
+
+/// The JSON inside a Markdown code fence, which models often wrap answers
+/// in; the text itself otherwise.
+fn strip_code_fence(text: &str) -> &str {
+    let trimmed = text.trim();
+    let Some(rest) = trimmed.strip_prefix("```") else { return trimmed };
+    let body = rest.split_once('\n').map_or("", |(_, body)| body);
+    body.trim_end().strip_suffix("```").unwrap_or(body).trim()
 }
 
 /// Results are matched to calls by id, so a turn whose calls share an id

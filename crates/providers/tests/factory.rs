@@ -125,6 +125,7 @@ async fn declared_key_base_url_and_headers_reach_the_server() {
         top_p: None,
         seed: None,
         stop: &[],
+        output_schema: None,
     };
     let response = built.complete(request).await.unwrap();
     assert_eq!(response.text.as_deref(), Some("ok"));
@@ -151,6 +152,7 @@ async fn vllm_sends_its_optional_key_when_set() {
         top_p: None,
         seed: None,
         stop: &[],
+        output_schema: None,
     };
     built.complete(request).await.unwrap();
     assert_eq!(server.requests()[0].headers["authorization"], "Bearer vllm-key");
@@ -185,6 +187,7 @@ async fn expanded_header_variables_are_scrubbed_from_errors() {
         top_p: None,
         seed: None,
         stop: &[],
+        output_schema: None,
     };
     // A classified error status, then a body that is not a response.
     for _ in 0..2 {

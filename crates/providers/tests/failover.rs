@@ -23,6 +23,7 @@ fn request(messages: &[Message]) -> ModelRequest<'_> {
         top_p: None,
         seed: None,
         stop: &[],
+        output_schema: None,
     }
 }
 

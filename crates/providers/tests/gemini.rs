@@ -163,6 +163,7 @@ fn request<'a>(messages: &'a [Message], tools: &'a [ToolSpec]) -> ModelRequest<'
         top_p: None,
         seed: None,
         stop: &[],
+        output_schema: None,
     }
 }
 

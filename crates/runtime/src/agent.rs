@@ -76,6 +76,7 @@ pub struct AgentBuilder {
     settings: ModelSettings,
     stop: StopConditions,
     price: Option<ModelPrice>,
+    output_schema: Option<serde_json::Value>,
     handoff: bool,
 }
 
@@ -91,6 +92,7 @@ impl AgentBuilder {
             settings: ModelSettings::default(),
             stop: StopConditions::default(),
             price: None,
+            output_schema: None,
             handoff: true,
         }
     }
@@ -146,6 +148,13 @@ impl AgentBuilder {
         self
     }
 
+    /// A JSON Schema the final answer must satisfy; a non-conforming answer
+    /// is sent back for repair (`Limits::max_output_repairs`).
+    pub fn output_schema(mut self, schema: serde_json::Value) -> Self {
+        self.output_schema = Some(schema);
+        self
+    }
+
     /// Whether the built-in `handoff_to_human` tool is offered (default yes).
     pub fn handoff(mut self, enabled: bool) -> Self {
         self.handoff = enabled;
@@ -170,6 +179,7 @@ impl AgentBuilder {
             limits: self.limits,
             stop: self.stop,
             price: self.price,
+            output_schema: self.output_schema,
             extra: serde_json::Value::Null,
         };
         Agent::from_spec(spec, model, self.tools)

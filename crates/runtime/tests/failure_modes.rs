@@ -744,3 +744,47 @@ async fn hooks_that_want_deltas_receive_the_stream() {
     );
     assert_eq!(deltas[2], rein_types::StreamDelta::Text("The value is v-a.".into()));
 }
+
+fn triage_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": { "priority": { "enum": ["low", "normal", "high"] }, "summary": { "type": "string" } },
+        "required": ["priority", "summary"]
+    })
+}
+
+#[tokio::test]
+async fn a_final_answer_that_breaks_the_output_schema_is_sent_back_for_repair() {
+    let model = Arc::new(ScriptedModel::new([
+        scripted::text("Priority is high."),
+        scripted::text("{\"priority\": \"urgent\", \"summary\": \"SSO down\"}"),
+        scripted::text("```json\n{\"priority\": \"high\", \"summary\": \"SSO down\"}\n```"),
+    ]));
+    let agent = Agent::builder("triage").shared_model(model.clone()).output_schema(triage_schema()).build().unwrap();
+    let (runtime, journal) = runtime();
+    let outcome = runtime.run(&agent, "classify").await.unwrap();
+
+    assert_eq!(outcome.status, RunStatus::Succeeded, "{}", outcome.explanation);
+    assert_eq!(outcome.output.as_deref(), Some("{\"priority\": \"high\", \"summary\": \"SSO down\"}"));
+    let rejected = events(&journal, outcome.run_id)
+        .await
+        .into_iter()
+        .filter(|k| matches!(k, EventKind::OutputRejected { .. }))
+        .count();
+    assert_eq!(rejected, 2);
+    // The model was told what was wrong.
+    let Message::User { text } = model.transcripts()[2].last().unwrap().clone() else { panic!("no repair request") };
+    assert!(text.contains("priority") && text.contains("JSON Schema"), "{text}");
+}
+
+#[tokio::test]
+async fn an_output_that_stays_invalid_fails_the_run() {
+    let model = FnModel::new(|_| Ok(scripted::text("no JSON here")));
+    let agent = Agent::builder("stubborn").model(model).output_schema(triage_schema()).build().unwrap();
+    let (runtime, _) = runtime();
+    let outcome = runtime.run(&agent, "classify").await.unwrap();
+    assert_eq!(outcome.status, RunStatus::Failed);
+    assert_eq!(outcome.reason, "invalid_output");
+    assert_eq!(outcome.steps, 3, "the answer and two repairs (max_output_repairs = 2)");
+    assert!(outcome.explanation.contains("not JSON"), "{}", outcome.explanation);
+}

@@ -70,6 +70,9 @@ pub struct Limits {
     /// Consecutive steps whose tool results add nothing new before the run
     /// stops.
     pub max_no_progress_steps: u32,
+    /// Times a final answer that does not match the output schema is sent
+    /// back for repair before the run fails.
+    pub max_output_repairs: u32,
     /// Per-tool-call time-out, in milliseconds, unless the tool sets its own.
     pub tool_timeout_ms: u64,
 }
@@ -84,6 +87,7 @@ impl Default for Limits {
             max_invalid_calls: 3,
             max_tool_errors: 3,
             max_no_progress_steps: 3,
+            max_output_repairs: 2,
             tool_timeout_ms: 30_000,
         }
     }
@@ -118,6 +122,11 @@ pub struct AgentSpec {
     /// model has no known price (cost then counts as zero).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub price: Option<ModelPrice>,
+    /// JSON Schema the final answer must satisfy. The answer is parsed as
+    /// JSON and validated; a non-conforming answer is sent back for repair
+    /// up to `limits.max_output_repairs` times.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_schema: Option<serde_json::Value>,
     /// Anything else that changes behaviour and must change the version
     /// (tool implementation settings such as URLs and queries).
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
@@ -185,6 +194,7 @@ mod tests {
             limits: Limits::default(),
             stop: StopConditions::default(),
             price: None,
+            output_schema: None,
             extra: serde_json::Value::Null,
         }
     }

@@ -151,6 +151,13 @@ pub enum EventKind {
         outcome: ToolOutcome,
         latency_ms: u64,
     },
+    /// The final answer did not match the agent's output schema; `message`
+    /// (what is wrong, and the schema) goes back to the model for repair.
+    OutputRejected {
+        step: u32,
+        errors: Vec<String>,
+        message: String,
+    },
     /// The control layer warned the model (a repeated call, say).
     ControlNotice {
         step: u32,
@@ -191,6 +198,7 @@ impl EventKind {
             EventKind::ToolCallRejected { .. } => "tool_call_rejected",
             EventKind::ApprovalDecided { .. } => "approval_decided",
             EventKind::ToolCallExecuted { .. } => "tool_call_executed",
+            EventKind::OutputRejected { .. } => "output_rejected",
             EventKind::ControlNotice { .. } => "control_notice",
             EventKind::LimitHit { .. } => "limit_hit",
             EventKind::RunFinished { .. } => "run_finished",

@@ -19,6 +19,9 @@ pub struct ModelRequest<'a> {
     pub top_p: Option<f32>,
     pub seed: Option<u64>,
     pub stop: &'a [String],
+    /// JSON Schema the final answer must match, for providers with a native
+    /// structured-output mode; the core validates the answer either way.
+    pub output_schema: Option<&'a serde_json::Value>,
 }
 
 /// Why the model stopped generating.

@@ -378,6 +378,7 @@ mod tests {
             top_p: None,
             seed: Some(1),
             stop: &[],
+            output_schema: None,
         };
         serde_json::from_slice(&encode("m", &request, &options(caching), false).unwrap()).unwrap()
     }

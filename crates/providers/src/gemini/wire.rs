@@ -425,6 +425,7 @@ mod tests {
             top_p: None,
             seed: Some(7),
             stop,
+            output_schema: None,
         }
     }
 

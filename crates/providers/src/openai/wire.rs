@@ -36,6 +36,26 @@ struct ChatRequest<'a> {
     /// Asks for a last chunk with the usage; sent only when streaming.
     #[serde(skip_serializing_if = "Option::is_none")]
     stream_options: Option<StreamOptions>,
+    /// The agent's output schema, as OpenAI's structured-output mode. Not
+    /// `strict`: strict mode demands every property be required and
+    /// `additionalProperties: false`, which a user's schema need not say;
+    /// the core validates the answer against the schema either way.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_format: Option<ResponseFormat<'a>>,
+}
+
+#[derive(Serialize)]
+struct ResponseFormat<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    json_schema: JsonSchemaFormat<'a>,
+}
+
+#[derive(Serialize)]
+struct JsonSchemaFormat<'a> {
+    name: &'static str,
+    schema: &'a serde_json::Value,
+    strict: bool,
 }
 
 #[derive(Serialize)]
@@ -64,6 +84,10 @@ pub(super) fn encode(model: &str, request: &ModelRequest<'_>, stream: bool) -> s
             stop: request.stop,
             stream,
             stream_options: stream.then_some(StreamOptions { include_usage: true }),
+            response_format: request.output_schema.map(|schema| ResponseFormat {
+                kind: "json_schema",
+                json_schema: JsonSchemaFormat { name: "final_answer", schema, strict: false },
+            }),
         },
     )?;
     Ok(body)
@@ -575,7 +599,22 @@ mod tests {
             top_p: None,
             seed: Some(7),
             stop,
+            output_schema: None,
         }
+    }
+
+    #[test]
+    fn an_output_schema_is_sent_as_the_json_schema_response_format() {
+        let schema = json!({"type": "object", "properties": {"priority": {"type": "string"}}});
+        let messages = [Message::User { text: "hi".into() }];
+        let mut with_schema = request(&messages, &[], &[]);
+        with_schema.output_schema = Some(&schema);
+        let body: serde_json::Value = serde_json::from_slice(&encode("m", &with_schema, false).unwrap()).unwrap();
+        assert_eq!(body["response_format"]["type"], "json_schema");
+        assert_eq!(body["response_format"]["json_schema"]["schema"], schema);
+        let without: serde_json::Value =
+            serde_json::from_slice(&encode("m", &request(&messages, &[], &[]), false).unwrap()).unwrap();
+        assert!(without.get("response_format").is_none());
     }
 
     #[test]
