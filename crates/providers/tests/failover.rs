@@ -252,21 +252,7 @@ async fn failover_uses_the_fallback_while_the_primary_breaker_is_open() {
 /// A server that allows `per_second` requests in any sliding second and
 /// answers 429 above that.
 async fn limited_server(per_second: usize) -> MockOpenAi {
-    let seen: Mutex<VecDeque<std::time::Instant>> = Mutex::new(VecDeque::new());
-    MockOpenAi::start(move |_| {
-        let now = std::time::Instant::now();
-        let mut seen = seen.lock().unwrap();
-        while seen.front().is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1)) {
-            seen.pop_front();
-        }
-        if seen.len() >= per_second {
-            return MockReply::error(429, "rate limit exceeded", "rate_limit_exceeded");
-        }
-        seen.push_back(now);
-        MockReply::ok(completion_text("ok"))
-    })
-    .await
-    .unwrap()
+    MockOpenAi::rate_limited(per_second, completion_text("ok")).await.unwrap()
 }
 
 async fn fire(model: Arc<dyn Model>, calls: usize) -> Vec<Result<ModelResponse, ModelError>> {

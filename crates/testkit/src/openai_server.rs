@@ -121,6 +121,25 @@ impl MockOpenAi {
         .await
     }
 
+    /// Answers `reply` to at most `per_second` requests in any sliding second
+    /// and 429 above that, as a provider's rate limit does.
+    pub async fn rate_limited(per_second: usize, reply: Value) -> std::io::Result<Self> {
+        let seen: Mutex<std::collections::VecDeque<std::time::Instant>> = Mutex::new(Default::default());
+        Self::start(move |_| {
+            let now = std::time::Instant::now();
+            let Ok(mut seen) = seen.lock() else { return MockReply::error(500, "mock poisoned", "mock") };
+            while seen.front().is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1)) {
+                seen.pop_front();
+            }
+            if seen.len() >= per_second {
+                return MockReply::error(429, "rate limit exceeded", "rate_limit_exceeded");
+            }
+            seen.push_back(now);
+            MockReply::ok(reply.clone())
+        })
+        .await
+    }
+
     /// The bodies of every request so far.
     pub fn requests(&self) -> Vec<Value> {
         self.shared.requests.lock().map(|r| r.iter().map(|(_, body)| body.clone()).collect()).unwrap_or_default()
