@@ -52,11 +52,11 @@ impl Hooks for Progress {
             EventKind::RunStarted { agent, agent_version, model, .. } => {
                 eprintln!("▶ {agent} ({}) on {model}", agent_version.short());
             }
-            EventKind::ModelRequested { step, .. } => {
+            EventKind::ModelRequested { step, phase, model, .. } => {
                 if let Ok(mut streamed) = self.streamed.lock() {
                     streamed.clear();
                 }
-                eprintln!("· step {step}: thinking…");
+                eprintln!("· step {step}: {} on {model}…", phase.as_str().replace('_', " "));
             }
             EventKind::ModelResponded { usage, cost_usd, latency_ms, .. } => {
                 if self.streamed.lock().is_ok_and(|text| !text.is_empty()) {

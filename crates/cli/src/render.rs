@@ -125,8 +125,9 @@ pub fn run_tree(run_id: RunId, record: &RunRecord) {
     println!("input: {}", cut(&record.input, 200));
     for step in &record.steps {
         println!(
-            "├─ step {} · {} · {} ms · {} in / {} out tokens · {}",
+            "├─ step {} · {} · {} · {} ms · {} in / {} out tokens · {}",
             step.step,
+            step.phase.as_str(),
             step.model,
             step.latency_ms,
             step.usage.input_tokens,

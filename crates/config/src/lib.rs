@@ -48,6 +48,9 @@ pub struct LoadedAgent {
     pub provider: ProviderDecl,
     /// `[model] fallbacks`, in order, each with how to reach its provider.
     pub fallbacks: Vec<Fallback>,
+    /// `[model.routes]`: the model serving a phase, with how to reach its
+    /// provider (`spec.routes` holds the same models with their prices).
+    pub routes: Vec<(rein_types::Phase, Fallback)>,
     /// The agent file's own `[prices]` entries. `spec.price` is already
     /// resolved; this is for re-pricing when the model is overridden (see
     /// [`price_for`]).

@@ -15,7 +15,8 @@ use crate::templates::{self, Placeholder};
 use crate::tools::{self, HANDOFF_TOOL_NAME, RawImpl, RawTool, ToolDefaults};
 use crate::{DeclaredTool, Fallback, LoadedAgent};
 use rein_types::{
-    AgentSpec, Limits, ModelPrice, ModelRef, ModelSettings, ProviderDecl, SqlToolDecl, StopConditions, ToolImpl,
+    AgentSpec, Limits, ModelPrice, ModelRef, ModelSettings, Phase, ProviderDecl, Route, SqlToolDecl, StopConditions,
+    ToolImpl,
 };
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -63,7 +64,11 @@ const MODEL_KEYS: &[&str] = &[
     "max_retries",
     "headers",
     "fallbacks",
+    "routes",
 ];
+
+/// Phases `[model.routes]` may name.
+const ROUTE_KEYS: &[&str] = &["planning", "tool_selection", "reflection", "synthesis"];
 const PROVIDER_KEYS: &[&str] =
     &["base_url", "api_key_env", "max_concurrency", "requests_per_minute", "tokens_per_minute"];
 const LIMIT_KEYS: &[&str] = &[
@@ -128,6 +133,8 @@ struct AgentParts {
     provider: ProviderDecl,
     /// `[model] fallbacks`, each with its provider's settings.
     fallbacks: Vec<Fallback>,
+    /// `[model.routes]`, each with its provider's settings.
+    routes: Vec<(Phase, Fallback)>,
     limits: Limits,
     max_cost_loc: Option<(Loc, String)>,
     stop: Vec<(String, Loc, String)>,
@@ -382,11 +389,13 @@ fn parse_agent(table: &Table<'_, '_>, env: &mut Vec<EnvRef>, incomplete: &mut bo
     let mut settings = ModelSettings::default();
     let mut provider = ProviderDecl::default();
     let mut fallback_refs = Vec::new();
-    let model = table
-        .require("model", sink)
-        .and_then(|node| parse_model(&node, &mut settings, &mut provider, &mut fallback_refs, env, sink));
+    let mut route_refs = Vec::new();
+    let model = table.require("model", sink).and_then(|node| {
+        parse_model(&node, &mut settings, &mut provider, &mut fallback_refs, &mut route_refs, env, sink)
+    });
     let providers = table.get("providers").map(|node| parse_providers(&node, env, sink)).unwrap_or_default();
-    let fallbacks = resolve_providers(model.as_ref(), &mut provider, fallback_refs, &providers, sink);
+    let (fallbacks, routes) =
+        resolve_providers(model.as_ref(), &mut provider, fallback_refs, route_refs, &providers, sink);
 
     let mut limits = Limits::default();
     let mut max_cost_loc = None;
@@ -422,6 +431,7 @@ fn parse_agent(table: &Table<'_, '_>, env: &mut Vec<EnvRef>, incomplete: &mut bo
         settings,
         provider,
         fallbacks,
+        routes,
         limits,
         max_cost_loc,
         stop,
@@ -529,6 +539,7 @@ fn parse_model(
     settings: &mut ModelSettings,
     provider: &mut ProviderDecl,
     fallbacks: &mut Vec<(ModelRef, Loc, String)>,
+    routes: &mut Vec<(Phase, ModelRef, Loc, String)>,
     env: &mut Vec<EnvRef>,
     sink: &mut Sink,
 ) -> Option<ModelRef> {
@@ -549,6 +560,17 @@ fn parse_model(
                 for (id, entry) in list {
                     if let Some(model) = parse_model_ref(&id, &entry, true, sink) {
                         fallbacks.push((model, entry.loc(), entry.key.clone()));
+                    }
+                }
+            }
+            if let Some(table) = t.get("routes").and_then(|n| n.table(sink)) {
+                table.check_keys(ROUTE_KEYS, sink, &|_| None);
+                for phase in Phase::ALL {
+                    if let Some(entry) = table.get(phase.as_str())
+                        && let Some(id) = entry.str(sink)
+                        && let Some(model) = parse_model_ref(id, &entry, false, sink)
+                    {
+                        routes.push((phase, model, entry.loc(), entry.key.clone()));
                     }
                 }
             }
@@ -640,9 +662,10 @@ fn resolve_providers(
     model: Option<&ModelRef>,
     provider: &mut ProviderDecl,
     fallbacks: Vec<(ModelRef, Loc, String)>,
+    routes: Vec<(Phase, ModelRef, Loc, String)>,
     providers: &BTreeMap<String, ProviderSettings>,
     sink: &mut Sink,
-) -> Vec<Fallback> {
+) -> (Vec<Fallback>, Vec<(Phase, Fallback)>) {
     if let Some(model) = model
         && let Some(settings) = providers.get(&model.provider)
     {
@@ -664,17 +687,35 @@ fn resolve_providers(
         decl.max_retries = provider.max_retries;
         out.push(Fallback { model: fallback, provider: decl });
     }
+    // A route on the primary's provider reaches it the same way; others use
+    // their `[providers.NAME]` table. All take the primary's time-out and
+    // retries.
+    let routes: Vec<(Phase, Fallback)> = routes
+        .into_iter()
+        .map(|(phase, routed, _, _)| {
+            let mut decl = if model.is_some_and(|m| m.provider == routed.provider) {
+                provider.clone()
+            } else {
+                providers.get(&routed.provider).map(|s| s.decl.clone()).unwrap_or_default()
+            };
+            decl.timeout_ms = provider.timeout_ms;
+            decl.max_retries = provider.max_retries;
+            (phase, Fallback { model: routed, provider: decl })
+        })
+        .collect();
     for (name, settings) in providers {
-        let used = model.is_some_and(|m| &m.provider == name) || out.iter().any(|f| &f.model.provider == name);
+        let used = model.is_some_and(|m| &m.provider == name)
+            || out.iter().any(|f| &f.model.provider == name)
+            || routes.iter().any(|(_, r)| &r.model.provider == name);
         if !used && model.is_some() {
             sink.warning(
                 &settings.loc,
                 &settings.key,
-                format!("no model of this agent uses provider \"{name}\"; add it to [model] id or fallbacks"),
+                format!("no model of this agent uses provider \"{name}\"; add it to [model] id, fallbacks or routes"),
             );
         }
     }
-    out
+    (out, routes)
 }
 
 fn parse_model_table(
@@ -1020,6 +1061,23 @@ fn assemble(
             .collect();
         map.insert("fallbacks".into(), serde_json::Value::Array(chain));
     }
+    // Likewise only when there are routes; the routed models themselves are
+    // in `spec.routes`, their endpoints here.
+    if !agent.routes.is_empty()
+        && let Some(map) = extra.as_object_mut()
+    {
+        let endpoints: serde_json::Map<String, serde_json::Value> = agent
+            .routes
+            .iter()
+            .map(|(phase, r)| (phase.as_str().to_owned(), serde_json::to_value(&r.provider).unwrap_or_default()))
+            .collect();
+        map.insert("routes".into(), serde_json::Value::Object(endpoints));
+    }
+    let routes = agent
+        .routes
+        .iter()
+        .map(|(phase, r)| (*phase, Route { model: r.model.clone(), price: price_for(&r.model, &prices) }))
+        .collect();
     let prompt = agent.prompt?;
     let spec = AgentSpec {
         name: agent.name?,
@@ -1031,6 +1089,7 @@ fn assemble(
         limits: agent.limits,
         stop: StopConditions { after_tools: agent.stop.into_iter().map(|(name, _, _)| name).collect() },
         price,
+        routes,
         output_schema: agent.output_schema,
         extra,
     };
@@ -1039,6 +1098,7 @@ fn assemble(
         spec,
         provider: agent.provider,
         fallbacks: agent.fallbacks,
+        routes: agent.routes,
         prices,
         tools,
         warnings: Vec::new(),

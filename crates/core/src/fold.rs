@@ -27,6 +27,7 @@ pub struct CallRecord {
 #[derive(Debug, Clone, Serialize)]
 pub struct StepRecord {
     pub step: u32,
+    pub phase: rein_types::Phase,
     pub model: String,
     pub latency_ms: u64,
     pub usage: Usage,
@@ -104,6 +105,7 @@ impl RunRecord {
         if self.steps.last().is_none_or(|s| s.step != step) {
             self.steps.push(StepRecord {
                 step,
+                phase: rein_types::Phase::default(),
                 model: String::new(),
                 latency_ms: 0,
                 usage: Usage::default(),
@@ -140,8 +142,10 @@ impl RunRecord {
     fn apply(&mut self, kind: &EventKind) {
         match kind {
             EventKind::RunStarted { .. } => {}
-            EventKind::ModelRequested { step, model, .. } => {
-                self.step_mut(*step).model = model.clone();
+            EventKind::ModelRequested { step, model, phase, .. } => {
+                let record = self.step_mut(*step);
+                record.model = model.clone();
+                record.phase = *phase;
             }
             EventKind::ModelResponded { step, text, usage, cost_usd, latency_ms, served_by, .. } => {
                 let record = self.step_mut(*step);

@@ -11,8 +11,8 @@ use crate::claims::action_claims;
 use crate::explain;
 use crate::policy::{self, BudgetCheck};
 use rein_types::{
-    Event, EventKind, FinishReason, IdempotencyKey, JOURNAL_FORMAT_VERSION, LimitKind, Message, ModelError,
-    ModelRequest, ModelResponse, PartialResult, RejectReason, RiskTier, RunId, RunOutcome, RunStatus, ToolCall,
+    Event, EventKind, FinishReason, IdempotencyKey, JOURNAL_FORMAT_VERSION, LimitKind, Message, ModelError, ModelPrice,
+    ModelRequest, ModelResponse, PartialResult, Phase, RejectReason, RiskTier, RunId, RunOutcome, RunStatus, ToolCall,
     ToolCallId, ToolOutcome, Usage,
 };
 use serde_json::Value;
@@ -145,6 +145,11 @@ pub struct RunMachine {
     last_finish: FinishReason,
     /// Final answers sent back for not matching the output schema.
     output_repairs: u32,
+    /// What the call in flight is for.
+    phase: Phase,
+    /// A call of the current step failed or was refused: the next call
+    /// reflects on it.
+    step_had_failure: bool,
     cost_usd: f64,
     last_text: Option<String>,
     calls_per_tool: HashMap<usize, u32>,
@@ -213,6 +218,8 @@ impl RunMachine {
             requested_estimate: 0,
             last_finish: FinishReason::Stop,
             output_repairs: 0,
+            phase: Phase::Planning,
+            step_had_failure: false,
             cost_usd: 0.0,
             last_text: None,
             calls_per_tool: HashMap::new(),
@@ -239,6 +246,24 @@ impl RunMachine {
 
     pub fn plan(&self) -> &Arc<AgentPlan> {
         &self.plan
+    }
+
+    /// What the model call in flight (or the last one) is for.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// The model reference serving `phase`: its route, or the agent's model.
+    fn model_for(&self, phase: Phase) -> &rein_types::ModelRef {
+        self.plan.spec.routes.get(&phase).map_or(&self.plan.spec.model, |route| &route.model)
+    }
+
+    /// The price of the model serving `phase`.
+    fn price_for(&self, phase: Phase) -> Option<ModelPrice> {
+        match self.plan.spec.routes.get(&phase) {
+            Some(route) => route.price,
+            None => self.plan.spec.price,
+        }
     }
 
     /// Model calls made so far.
@@ -270,10 +295,12 @@ impl RunMachine {
     /// The request for the model call the last transition asked for.
     pub fn model_request(&self) -> ModelRequest<'_> {
         let settings = &self.plan.spec.settings;
+        // The synthesis call writes the answer; it may not call tools.
+        let tools: &[rein_types::ToolSpec] = if self.phase == Phase::Synthesis { &[] } else { &self.plan.tool_specs };
         ModelRequest {
-            model: &self.plan.spec.model.name,
+            model: &self.model_for(self.phase).name,
             messages: &self.messages,
-            tools: &self.plan.tool_specs,
+            tools,
             max_output_tokens: settings.max_output_tokens,
             temperature: settings.temperature,
             top_p: settings.top_p,
@@ -288,7 +315,7 @@ impl RunMachine {
     /// The model answered.
     pub fn on_model_response(&mut self, response: ModelResponse, latency_ms: u64, now_ms: u64) -> Transition {
         let mut events = Vec::with_capacity(4);
-        let cost_usd = self.plan.spec.price.map_or(0.0, |p| p.cost(&response.usage));
+        let cost_usd = self.price_for(self.phase).map_or(0.0, |p| p.cost(&response.usage));
         let step = self.step;
         let ModelResponse { text, mut tool_calls, usage, finish_reason, served_by } = response;
         unique_call_ids(&mut tool_calls);
@@ -537,6 +564,25 @@ impl RunMachine {
 
     /// Checks the limits and either journals the next model call or stops.
     fn next_model_call(&mut self, events: &mut Vec<Event>, now_ms: u64) -> Effect {
+        let phase = if self.step == 0 {
+            Phase::Planning
+        } else if self.step_had_failure {
+            Phase::Reflection
+        } else {
+            Phase::ToolSelection
+        };
+        self.model_call(events, now_ms, phase, None)
+    }
+
+    /// Checks the limits and either journals a model call for `phase` or
+    /// stops.
+    fn model_call(
+        &mut self,
+        events: &mut Vec<Event>,
+        now_ms: u64,
+        phase: Phase,
+        instruction: Option<String>,
+    ) -> Effect {
         let limits = &self.plan.spec.limits;
         if self.step >= limits.max_steps {
             let detail = format!("used all {} steps", limits.max_steps);
@@ -547,15 +593,23 @@ impl RunMachine {
             return self.limit(events, now_ms, LimitKind::Timeout, detail);
         }
         let estimated_prompt = self.estimate_prompt_tokens();
-        let check = policy::check_budget(&self.plan.spec, self.budget_tokens, self.cost_usd, estimated_prompt);
+        let check = policy::check_budget(
+            &self.plan.spec,
+            self.price_for(phase),
+            self.budget_tokens,
+            self.cost_usd,
+            estimated_prompt,
+        );
         match check {
             BudgetCheck::Within { estimated_tokens } => {
                 let step = self.step + 1;
                 let kind = EventKind::ModelRequested {
                     step,
-                    model: self.plan.spec.model.to_string(),
+                    phase,
+                    model: self.model_for(phase).to_string(),
                     messages: self.messages.len() as u32,
                     estimated_tokens,
+                    instruction,
                 };
                 self.emit(events, now_ms, kind);
                 Effect::CallModel
@@ -597,6 +651,12 @@ impl RunMachine {
                 return self.finish(events, now_ms, RunStatus::Failed, "content_filtered".into(), explanation, None);
             }
             FinishReason::Stop | FinishReason::ToolCalls | FinishReason::Other => {}
+        }
+        if self.phase != Phase::Synthesis && self.plan.spec.routes.contains_key(&Phase::Synthesis) {
+            let instruction = String::from(
+                "Write the final answer to the user's request, based on everything above. Do not call tools; answer directly.",
+            );
+            return self.model_call(events, now_ms, Phase::Synthesis, Some(instruction));
         }
         if answer.trim().is_empty() {
             let explanation = explain::empty_answer(self.step, self.partial_results.len());
@@ -949,9 +1009,14 @@ impl RunMachine {
                 self.push_message(Message::System { text: self.plan.spec.system_prompt.clone() });
                 self.push_message(Message::User { text: input.clone() });
             }
-            EventKind::ModelRequested { step, estimated_tokens, .. } => {
+            EventKind::ModelRequested { step, phase, estimated_tokens, instruction, .. } => {
                 self.step = *step;
+                self.phase = *phase;
+                self.step_had_failure = false;
                 self.requested_estimate = *estimated_tokens;
+                if let Some(text) = instruction {
+                    self.push_message(Message::User { text: text.clone() });
+                }
                 self.step_added_information = false;
                 self.step_open_calls = 0;
                 self.call_keys.clear();
@@ -1011,6 +1076,7 @@ impl RunMachine {
                 match reason {
                     RejectReason::UnknownTool | RejectReason::MalformedArguments | RejectReason::InvalidArguments => {
                         self.consecutive_invalid += 1;
+                        self.step_had_failure = true;
                     }
                     RejectReason::RepeatedCall => {
                         let key = self.call_keys.get(call_id).cloned().unwrap_or_default();
@@ -1081,6 +1147,7 @@ impl RunMachine {
                         }
                     }
                     ToolOutcome::Error { message, .. } => {
+                        self.step_had_failure = true;
                         self.consecutive_tool_errors += 1;
                         self.last_tool_error = Some((tool.clone(), message.clone()));
                     }

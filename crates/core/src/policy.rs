@@ -2,7 +2,7 @@
 //! that could overspend, so each check assumes the worst case: the estimated
 //! prompt plus the call's whole output cap.
 
-use rein_types::{AgentSpec, LimitKind, Limits, Usage};
+use rein_types::{AgentSpec, LimitKind, Limits, ModelPrice, Usage};
 
 /// Output tokens assumed for a call when the agent sets no cap. Chosen to be
 /// pessimistic for an agent step (a tool call or a short answer).
@@ -13,7 +13,13 @@ pub enum BudgetCheck {
     Exceeded { limit: LimitKind, detail: String },
 }
 
-pub fn check_budget(spec: &AgentSpec, used_tokens: u64, spent_usd: f64, estimated_prompt: u64) -> BudgetCheck {
+pub fn check_budget(
+    spec: &AgentSpec,
+    price: Option<ModelPrice>,
+    used_tokens: u64,
+    spent_usd: f64,
+    estimated_prompt: u64,
+) -> BudgetCheck {
     let output_cap = spec.settings.max_output_tokens.map_or(ASSUMED_OUTPUT_TOKENS, u64::from);
     let estimated_tokens = estimated_prompt + output_cap;
     if let Some(max) = spec.limits.max_tokens {
@@ -27,7 +33,7 @@ pub fn check_budget(spec: &AgentSpec, used_tokens: u64, spent_usd: f64, estimate
             };
         }
     }
-    if let (Some(max), Some(price)) = (spec.limits.max_cost_usd, spec.price) {
+    if let (Some(max), Some(price)) = (spec.limits.max_cost_usd, price) {
         let next = Usage { input_tokens: estimated_prompt, output_tokens: output_cap, cached_input_tokens: 0 };
         let worst = spent_usd + price.cost(&next);
         if worst > max {

@@ -29,6 +29,7 @@ fn plan() -> Arc<AgentPlan> {
             limits: Limits::default(),
             stop: StopConditions::default(),
             price: None,
+            routes: Default::default(),
             output_schema: None,
             extra: serde_json::Value::Null,
         })

@@ -68,6 +68,12 @@ pub fn load_agent(path: &Path, overrides: &Overrides, client: &reqwest::Client) 
             tools.push(tool);
         }
     }
-    let agent = Agent::from_spec(loaded.spec, model, tools)?;
+    // `[model.routes]`: a model per phase, each behind its own endpoint's
+    // breaker and limits.
+    let mut routes = Vec::with_capacity(loaded.routes.len());
+    for (phase, route) in &loaded.routes {
+        routes.push((*phase, rein_providers::build_chain((&route.model, &route.provider), &[], Some(client.clone()))?));
+    }
+    let agent = Agent::from_spec(loaded.spec, model, tools)?.with_route_models(routes)?;
     Ok(LoadedAgent { agent, warnings: loaded.warnings })
 }

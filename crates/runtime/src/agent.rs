@@ -4,8 +4,8 @@
 use crate::driver::RuntimeError;
 use rein_core::{AgentPlan, HANDOFF_TOOL};
 use rein_types::{
-    AgentSpec, Approval, Limits, Model, ModelPrice, ModelRef, ModelSettings, RiskTier, StopConditions, Tool, ToolName,
-    ToolSpec,
+    AgentSpec, Approval, Limits, Model, ModelPrice, ModelRef, ModelSettings, Phase, RiskTier, Route, StopConditions,
+    Tool, ToolName, ToolSpec,
 };
 use serde_json::json;
 use std::sync::Arc;
@@ -15,6 +15,8 @@ use std::sync::Arc;
 pub struct Agent {
     pub(crate) plan: Arc<AgentPlan>,
     pub(crate) model: Arc<dyn Model>,
+    /// Models of the spec's routes, by phase.
+    pub(crate) routes: Arc<[(Phase, Arc<dyn Model>)]>,
     /// Aligned with the plan's catalog; `None` for tools the core handles
     /// itself (the handoff).
     pub(crate) tools: Arc<[Option<Arc<dyn Tool>>]>,
@@ -44,7 +46,30 @@ impl Agent {
             }
             tools.push(found);
         }
-        Ok(Self { plan: Arc::new(plan), model, tools: tools.into() })
+        Ok(Self { plan: Arc::new(plan), model, routes: Arc::from(Vec::new()), tools: tools.into() })
+    }
+
+    /// Adds the models serving the spec's routes. Every route of the spec
+    /// needs one, and only those.
+    pub fn with_route_models(mut self, models: Vec<(Phase, Arc<dyn Model>)>) -> Result<Self, RuntimeError> {
+        for phase in self.plan.spec.routes.keys() {
+            if !models.iter().any(|(p, _)| p == phase) {
+                return Err(RuntimeError::InvalidAgent(format!("the {} route has no model", phase.as_str())));
+            }
+        }
+        if let Some((phase, _)) = models.iter().find(|(p, _)| !self.plan.spec.routes.contains_key(p)) {
+            return Err(RuntimeError::InvalidAgent(format!(
+                "a model was given for the {} phase, which has no route",
+                phase.as_str()
+            )));
+        }
+        self.routes = models.into();
+        Ok(self)
+    }
+
+    /// The model serving `phase`.
+    pub(crate) fn model_for(&self, phase: Phase) -> &Arc<dyn Model> {
+        self.routes.iter().find(|(p, _)| *p == phase).map_or(&self.model, |(_, model)| model)
     }
 
     pub fn name(&self) -> &str {
@@ -77,6 +102,7 @@ pub struct AgentBuilder {
     stop: StopConditions,
     price: Option<ModelPrice>,
     output_schema: Option<serde_json::Value>,
+    routes: Vec<(Phase, Arc<dyn Model>, Option<ModelPrice>)>,
     handoff: bool,
 }
 
@@ -93,6 +119,7 @@ impl AgentBuilder {
             stop: StopConditions::default(),
             price: None,
             output_schema: None,
+            routes: Vec::new(),
             handoff: true,
         }
     }
@@ -155,6 +182,14 @@ impl AgentBuilder {
         self
     }
 
+    /// Serves `phase` with `model` (priced at `price`) instead of the
+    /// agent's model: a cheap model for tool selection, a strong one for
+    /// planning or the final synthesis.
+    pub fn route(mut self, phase: Phase, model: Arc<dyn Model>, price: Option<ModelPrice>) -> Self {
+        self.routes.push((phase, model, price));
+        self
+    }
+
     /// Whether the built-in `handoff_to_human` tool is offered (default yes).
     pub fn handoff(mut self, enabled: bool) -> Self {
         self.handoff = enabled;
@@ -179,10 +214,20 @@ impl AgentBuilder {
             limits: self.limits,
             stop: self.stop,
             price: self.price,
+            routes: self
+                .routes
+                .iter()
+                .map(|(phase, model, price)| {
+                    let id = model.id();
+                    let model = ModelRef::parse(&id).unwrap_or_else(|| ModelRef::new("custom", id));
+                    (*phase, Route { model, price: *price })
+                })
+                .collect(),
             output_schema: self.output_schema,
             extra: serde_json::Value::Null,
         };
-        Agent::from_spec(spec, model, self.tools)
+        let routes = self.routes.into_iter().map(|(phase, model, _)| (phase, model)).collect();
+        Agent::from_spec(spec, model, self.tools)?.with_route_models(routes)
     }
 }
 

@@ -204,11 +204,9 @@ impl Runtime {
                     hook.on_model_delta(info, &delta);
                 }
             };
-            let call = if self.streaming {
-                agent.model.complete_streaming(request, &on_delta)
-            } else {
-                agent.model.complete(request)
-            };
+            let model = agent.model_for(machine.phase());
+            let call =
+                if self.streaming { model.complete_streaming(request, &on_delta) } else { model.complete(request) };
             let mut call = std::pin::pin!(call);
             let mut early = std::task::Poll::Pending;
             if force {

@@ -788,3 +788,68 @@ async fn an_output_that_stays_invalid_fails_the_run() {
     assert_eq!(outcome.steps, 3, "the answer and two repairs (max_output_repairs = 2)");
     assert!(outcome.explanation.contains("not JSON"), "{}", outcome.explanation);
 }
+
+/// A scripted model with its own id, so routes can be told apart.
+struct Named(&'static str, ScriptedModel);
+
+#[async_trait]
+impl rein_types::Model for Named {
+    fn id(&self) -> String {
+        self.0.into()
+    }
+    async fn complete(
+        &self,
+        request: rein_types::ModelRequest<'_>,
+    ) -> Result<rein_types::ModelResponse, rein_types::ModelError> {
+        self.1.complete(request).await
+    }
+}
+
+#[tokio::test]
+async fn each_phase_is_served_by_its_routed_model_and_journaled() {
+    use rein_types::Phase;
+    let planner = Arc::new(Named("strong:planner", ScriptedModel::new([scripted::call("crm", json!({"key": "a"}))])));
+    let reflector =
+        Arc::new(Named("strong:reflector", ScriptedModel::new([scripted::call("lookup", json!({"key": "b"}))])));
+    let worker = Arc::new(Named("cheap:worker", ScriptedModel::new([scripted::text("draft answer")])));
+    let writer = Arc::new(Named("strong:writer", ScriptedModel::new([scripted::text("Polished answer.")])));
+    let price = ModelPrice { input_per_mtok: 1_000.0, output_per_mtok: 0.0, cached_input_per_mtok: None };
+    let crm = TestTool::new("crm", RiskTier::Read, |_| ToolOutcome::error("crm is down"));
+    let agent = Agent::builder("routed")
+        .shared_model(Arc::new(Named("cheap:default", ScriptedModel::new(Vec::<Turn>::new()))))
+        .tool(crm)
+        .tool(TestTool::lookup())
+        .route(Phase::Planning, planner.clone(), None)
+        .route(Phase::Reflection, reflector.clone(), None)
+        .route(Phase::ToolSelection, worker.clone(), None)
+        .route(Phase::Synthesis, writer.clone(), Some(price))
+        .build()
+        .unwrap();
+    let (runtime, journal) = runtime();
+    let outcome = runtime.run(&agent, "go").await.unwrap();
+
+    assert_eq!(outcome.status, RunStatus::Succeeded, "{}", outcome.explanation);
+    assert_eq!(outcome.output.as_deref(), Some("Polished answer."), "the synthesis model wrote the answer");
+    let phases: Vec<(Phase, String)> = events(&journal, outcome.run_id)
+        .await
+        .into_iter()
+        .filter_map(|k| match k {
+            EventKind::ModelRequested { phase, model, .. } => Some((phase, model)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        phases,
+        [
+            (Phase::Planning, "strong:planner".into()),
+            (Phase::Reflection, "strong:reflector".into()),
+            (Phase::ToolSelection, "cheap:worker".into()),
+            (Phase::Synthesis, "strong:writer".into()),
+        ],
+        "a failed call leads to reflection, results to tool selection, a final answer to synthesis"
+    );
+    // Only the synthesis step is priced: cost follows the routed model.
+    assert!((outcome.cost_usd - 0.1).abs() < 1e-9, "{}", outcome.cost_usd);
+    let synthesis = writer.1.transcripts();
+    assert!(matches!(synthesis[0].last(), Some(Message::User { text }) if text.contains("final answer")));
+}

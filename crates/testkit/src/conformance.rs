@@ -80,9 +80,11 @@ pub fn model_requested(run: RunId, seq: u64, at_ms: u64, step: u32) -> Event {
         at_ms,
         kind: EventKind::ModelRequested {
             step,
+            phase: rein_types::Phase::ToolSelection,
             model: "mock:scripted".into(),
             messages: 2 + step,
             estimated_tokens: 900,
+            instruction: None,
         },
     }
 }
@@ -150,7 +152,14 @@ pub fn every_kind(run: RunId, at_ms: u64) -> Vec<Event> {
             limits: Limits { max_tokens: Some(50_000), max_cost_usd: Some(0.1), ..Limits::default() },
             format: rein_types::JOURNAL_FORMAT_VERSION,
         },
-        EventKind::ModelRequested { step: 1, model: "openai:gpt-4o-mini".into(), messages: 2, estimated_tokens: 4_321 },
+        EventKind::ModelRequested {
+            step: 1,
+            phase: rein_types::Phase::Planning,
+            model: "openai:gpt-4o-mini".into(),
+            messages: 2,
+            estimated_tokens: 4_321,
+            instruction: Some("write the answer".into()),
+        },
         EventKind::ModelFailed {
             step: 1,
             kind: ModelErrorKind::RateLimited,

@@ -33,6 +33,43 @@ impl std::fmt::Display for ModelRef {
     }
 }
 
+/// What a model call is for; an agent may route each to its own model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// The run's first call: read the task and plan.
+    #[default]
+    Planning,
+    /// A call after tool results: choose the next action.
+    ToolSelection,
+    /// A call after a failed or refused tool call: recover.
+    Reflection,
+    /// One extra call, with no tools, that writes the final answer once the
+    /// run's working model has given one.
+    Synthesis,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 4] = [Phase::Planning, Phase::ToolSelection, Phase::Reflection, Phase::Synthesis];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Planning => "planning",
+            Phase::ToolSelection => "tool_selection",
+            Phase::Reflection => "reflection",
+            Phase::Synthesis => "synthesis",
+        }
+    }
+}
+
+/// The model serving one phase, and its price.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Route {
+    pub model: ModelRef,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price: Option<ModelPrice>,
+}
+
 /// Generation parameters sent with every call.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ModelSettings {
@@ -122,6 +159,9 @@ pub struct AgentSpec {
     /// model has no known price (cost then counts as zero).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub price: Option<ModelPrice>,
+    /// Models for particular phases; a phase without a route uses `model`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub routes: std::collections::BTreeMap<Phase, Route>,
     /// JSON Schema the final answer must satisfy. The answer is parsed as
     /// JSON and validated; a non-conforming answer is sent back for repair
     /// up to `limits.max_output_repairs` times.
@@ -194,6 +234,7 @@ mod tests {
             limits: Limits::default(),
             stop: StopConditions::default(),
             price: None,
+            routes: Default::default(),
             output_schema: None,
             extra: serde_json::Value::Null,
         }

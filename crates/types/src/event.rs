@@ -92,11 +92,18 @@ pub enum EventKind {
     /// A model call is about to be made.
     ModelRequested {
         step: u32,
+        /// What the call is for, which decided the model.
+        #[serde(default)]
+        phase: crate::agent::Phase,
         model: String,
         messages: u32,
         /// The worst case the budget check assumed: estimated prompt tokens
         /// plus the output cap.
         estimated_tokens: u64,
+        /// An instruction added to the conversation for this call (the
+        /// synthesis request).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        instruction: Option<String>,
     },
     ModelResponded {
         step: u32,

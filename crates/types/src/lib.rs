@@ -21,7 +21,7 @@ pub mod ports;
 pub mod tool;
 pub mod usage;
 
-pub use agent::{AgentSpec, Limits, ModelRef, ModelSettings, StopConditions};
+pub use agent::{AgentSpec, Limits, ModelRef, ModelSettings, Phase, Route, StopConditions};
 pub use decl::{BodyMapping, HttpToolDecl, ProviderDecl, RetryPolicy, SqlMode, SqlToolDecl, ToolImpl};
 pub use event::{Event, EventKind, JOURNAL_FORMAT_VERSION, LimitKind, RejectReason};
 pub use ids::{AgentVersion, IdempotencyKey, RunId, ToolCallId, ToolName, ToolNameError};
