@@ -80,6 +80,14 @@ struct GenerationConfig<'a> {
     seed: Option<u64>,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     stop_sequences: &'a [String],
+    /// Gemini's structured-output mode, for the agent's output schema. Gemini
+    /// refuses it together with function calling, so it is sent only on
+    /// calls that offer no tools (a tool-less agent, the synthesis call);
+    /// the core validates the answer either way.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_mime_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_schema: Option<Value>,
 }
 
 impl GenerationConfig<'_> {
@@ -89,11 +97,13 @@ impl GenerationConfig<'_> {
             && self.top_p.is_none()
             && self.seed.is_none()
             && self.stop_sequences.is_empty()
+            && self.response_schema.is_none()
     }
 }
 
 /// Serialises the request body.
 pub(super) fn encode(request: &ModelRequest<'_>) -> serde_json::Result<Vec<u8>> {
+    let structured = request.output_schema.is_some() && request.tools.is_empty();
     let mut system = Vec::new();
     let mut contents: Vec<Content<'_>> = Vec::with_capacity(request.messages.len());
     for message in request.messages {
@@ -145,6 +155,8 @@ pub(super) fn encode(request: &ModelRequest<'_>) -> serde_json::Result<Vec<u8>> 
             top_p: request.top_p,
             seed: request.seed,
             stop_sequences: request.stop,
+            response_mime_type: structured.then_some("application/json"),
+            response_schema: request.output_schema.filter(|_| structured).map(schema::normalise),
         },
     };
     serde_json::to_vec(&body)
@@ -550,5 +562,29 @@ mod tests {
         assert!(info.says_context_too_long() && !info.says_bad_key());
         let info = ErrorBody::parse(b"<html>Bad Gateway</html>");
         assert_eq!(info.message.as_deref(), Some("<html>Bad Gateway</html>"));
+    }
+
+    #[test]
+    fn the_output_schema_uses_gemini_structured_output_only_without_tools() {
+        let schema = json!({"type": "object", "properties": {"p": {"type": "string"}}, "additionalProperties": false});
+        let messages = [Message::User { text: "hi".into() }];
+        let mut without_tools = request(&messages, &[], &[]);
+        without_tools.output_schema = Some(&schema);
+        let body: Value = serde_json::from_slice(&encode(&without_tools).unwrap()).unwrap();
+        assert_eq!(body["generationConfig"]["responseMimeType"], "application/json");
+        assert_eq!(body["generationConfig"]["responseSchema"]["properties"]["p"]["type"], "string");
+        assert!(body["generationConfig"]["responseSchema"].get("additionalProperties").is_none(), "normalised");
+
+        let tool = ToolSpec::new(
+            rein_types::ToolName::new("t").unwrap(),
+            "a tool",
+            json!({"type": "object", "properties": {}}),
+            rein_types::RiskTier::Read,
+        );
+        let tools = [tool];
+        let mut with_tools = request(&messages, &tools, &[]);
+        with_tools.output_schema = Some(&schema);
+        let body: Value = serde_json::from_slice(&encode(&with_tools).unwrap()).unwrap();
+        assert!(body["generationConfig"].get("responseSchema").is_none(), "Gemini refuses it with tools");
     }
 }
