@@ -86,6 +86,9 @@ impl Hooks for Progress {
             EventKind::LimitHit { detail, .. } => eprintln!("  ! limit: {detail}"),
             EventKind::ModelFailed { message, .. } => eprintln!("  ✗ model: {}", preview(message, 160)),
             EventKind::ControlNotice { message, .. } => eprintln!("  ! {message}"),
+            EventKind::ContextSummarised { replaced, .. } => {
+                eprintln!("  ↺ context summarised ({replaced} messages replaced by a summary)");
+            }
             EventKind::OutputRejected { errors, .. } => {
                 eprintln!("  ✗ answer does not match the output schema: {}", preview(&errors.join("; "), 160));
             }

@@ -68,7 +68,7 @@ const MODEL_KEYS: &[&str] = &[
 ];
 
 /// Phases `[model.routes]` may name.
-const ROUTE_KEYS: &[&str] = &["planning", "tool_selection", "reflection", "synthesis"];
+const ROUTE_KEYS: &[&str] = &["planning", "tool_selection", "reflection", "synthesis", "summarisation"];
 const PROVIDER_KEYS: &[&str] =
     &["base_url", "api_key_env", "max_concurrency", "requests_per_minute", "tokens_per_minute"];
 const LIMIT_KEYS: &[&str] = &[
@@ -80,6 +80,7 @@ const LIMIT_KEYS: &[&str] = &[
     "max_tool_errors",
     "max_no_progress_steps",
     "max_output_repairs",
+    "summarise_above_tokens",
     "tool_timeout",
 ];
 const PRICE_KEYS: &[&str] = &["input_per_mtok", "output_per_mtok", "cached_input_per_mtok"];
@@ -830,6 +831,9 @@ fn parse_limits(t: &Table<'_, '_>, limits: &mut Limits, sink: &mut Sink) {
     }
     if let Some(n) = t.u32_at_least("max_output_repairs", 0, sink) {
         limits.max_output_repairs = n;
+    }
+    if let Some(n) = t.u32_at_least("summarise_above_tokens", 100, sink) {
+        limits.summarise_above_tokens = Some(u64::from(n));
     }
     if let Some(n) = t.u32_at_least("max_no_progress_steps", 1, sink) {
         limits.max_no_progress_steps = n;

@@ -186,6 +186,10 @@ impl RunRecord {
                 self.tool_latency_ms += latency_ms;
             }
             EventKind::ControlNotice { step, message } => self.step_mut(*step).notices.push(message.clone()),
+            EventKind::ContextSummarised { step, replaced, .. } => self
+                .step_mut(*step)
+                .notices
+                .push(format!("context summarised: {replaced} messages replaced by a summary")),
             EventKind::OutputRejected { step, errors, .. } => {
                 self.step_mut(*step).notices.push(format!("output rejected: {}", errors.join("; ")))
             }

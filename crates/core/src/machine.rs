@@ -296,7 +296,8 @@ impl RunMachine {
     pub fn model_request(&self) -> ModelRequest<'_> {
         let settings = &self.plan.spec.settings;
         // The synthesis call writes the answer; it may not call tools.
-        let tools: &[rein_types::ToolSpec] = if self.phase == Phase::Synthesis { &[] } else { &self.plan.tool_specs };
+        let tools: &[rein_types::ToolSpec] =
+            if matches!(self.phase, Phase::Synthesis | Phase::Summarisation) { &[] } else { &self.plan.tool_specs };
         ModelRequest {
             model: &self.model_for(self.phase).name,
             messages: &self.messages,
@@ -327,6 +328,21 @@ impl RunMachine {
         // Budgets are checked again with the real figures: a provider that
         // ignores the output cap must not let the run overspend silently.
         if let Some(effect) = self.check_spent(&mut events, now_ms) {
+            return Transition { events, effect };
+        }
+        if self.phase == Phase::Summarisation {
+            let summary = match self.messages.last() {
+                Some(Message::Assistant { text: Some(text), .. }) => text.trim().to_owned(),
+                _ => String::new(),
+            };
+            if !summary.is_empty() {
+                let step = self.step;
+                let replaced = self.messages.len() as u32;
+                self.emit(&mut events, now_ms, EventKind::ContextSummarised { step, summary, replaced });
+            }
+            // A summary of nothing is dropped; the run goes on with its
+            // history as it was.
+            let effect = self.after_summary(&mut events, now_ms);
             return Transition { events, effect };
         }
         let tool_calls = match &self.messages.last() {
@@ -564,6 +580,17 @@ impl RunMachine {
 
     /// Checks the limits and either journals the next model call or stops.
     fn next_model_call(&mut self, events: &mut Vec<Event>, now_ms: u64) -> Effect {
+        // Keep the system prompt, the task and the last turn: summarising a
+        // shorter conversation would gain nothing.
+        if let Some(threshold) = self.plan.spec.limits.summarise_above_tokens
+            && self.messages.len() > 4
+            && self.estimate_prompt_tokens() > threshold
+        {
+            let instruction = String::from(
+                "Summarise the work so far for yourself: what was asked, what each tool call returned that still matters (keep exact ids, numbers and names), what is done and what remains. Do not call tools.",
+            );
+            return self.model_call(events, now_ms, Phase::Summarisation, Some(instruction));
+        }
         let phase = if self.step == 0 {
             Phase::Planning
         } else if self.step_had_failure {
@@ -571,6 +598,13 @@ impl RunMachine {
         } else {
             Phase::ToolSelection
         };
+        self.model_call(events, now_ms, phase, None)
+    }
+
+    /// The next call after a summary: its phase, without summarising again
+    /// (a summary still over the threshold would loop).
+    fn after_summary(&mut self, events: &mut Vec<Event>, now_ms: u64) -> Effect {
+        let phase = if self.step_had_failure { Phase::Reflection } else { Phase::ToolSelection };
         self.model_call(events, now_ms, phase, None)
     }
 
@@ -1044,6 +1078,17 @@ impl RunMachine {
                 self.push_message(Message::Assistant { text: text.clone(), tool_calls: tool_calls.clone() });
             }
             EventKind::ModelFailed { .. } | EventKind::ControlNotice { .. } | EventKind::LimitHit { .. } => {}
+            EventKind::ContextSummarised { summary, .. } => {
+                // The system prompt and the task stay; everything after them
+                // becomes the summary.
+                let kept: Vec<Message> = self.messages.drain(..).take(2).collect();
+                self.prompt_chars = 0;
+                self.calibration = None;
+                for message in kept {
+                    self.push_message(message);
+                }
+                self.push_message(Message::User { text: format!("Summary of the work so far:\n{summary}") });
+            }
             EventKind::OutputRejected { message, .. } => {
                 self.output_repairs += 1;
                 self.push_message(Message::User { text: message.clone() });

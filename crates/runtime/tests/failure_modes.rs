@@ -853,3 +853,48 @@ async fn each_phase_is_served_by_its_routed_model_and_journaled() {
     let synthesis = writer.1.transcripts();
     assert!(matches!(synthesis[0].last(), Some(Message::User { text }) if text.contains("final answer")));
 }
+
+#[tokio::test]
+async fn a_long_conversation_is_summarised_by_the_summarisation_route() {
+    use rein_types::Phase;
+    let counter = AtomicUsize::new(0);
+    // The working model looks up keys with long results, then answers.
+    let worker = Arc::new(FnModel::new(move |messages| {
+        let n = counter.fetch_add(1, Ordering::SeqCst);
+        if messages
+            .iter()
+            .any(|m| matches!(m, Message::User { text } if text.starts_with("Summary of the work so far")))
+        {
+            return Ok(scripted::text("Done: k0 and k1 looked up."));
+        }
+        Ok(scripted::call("lookup", json!({"key": format!("k{n}")})))
+    }));
+    let summariser = Arc::new(Named("cheap:summariser", ScriptedModel::new([scripted::text("Looked up k0 and k1.")])));
+    let mut lookup = TestTool::new("lookup", RiskTier::Read, |args| {
+        ToolOutcome::ok(json!({"value": "x".repeat(400), "key": args["key"]}))
+    });
+    lookup.spec.description = "Looks up a key.".into();
+    // Scripted calls report 100 prompt tokens; each long result adds ~110.
+    let limits = Limits { summarise_above_tokens: Some(150), ..Limits::default() };
+    let agent = Agent::builder("compact")
+        .shared_model(worker.clone())
+        .tool(lookup)
+        .route(Phase::Summarisation, summariser.clone(), None)
+        .limits(limits)
+        .build()
+        .unwrap();
+    let (runtime, journal) = runtime();
+    let outcome = runtime.run(&agent, "look up k0 and k1").await.unwrap();
+
+    assert_eq!(outcome.status, RunStatus::Succeeded, "{}", outcome.explanation);
+    assert_eq!(outcome.output.as_deref(), Some("Done: k0 and k1 looked up."));
+    let kinds = events(&journal, outcome.run_id).await;
+    let summarised = kinds.iter().any(|k| matches!(k, EventKind::ContextSummarised { .. }));
+    assert!(summarised, "the conversation was summarised");
+    let summary_call = kinds.iter().any(|k| {
+        matches!(k, EventKind::ModelRequested { phase: Phase::Summarisation, model, .. } if model == "cheap:summariser")
+    });
+    assert!(summary_call, "the summarisation call went to its route");
+    // The summariser saw the whole history; the next call saw the summary instead.
+    assert!(summariser.1.transcripts()[0].len() > 4);
+}

@@ -47,10 +47,15 @@ pub enum Phase {
     /// One extra call, with no tools, that writes the final answer once the
     /// run's working model has given one.
     Synthesis,
+    /// A call, with no tools, that condenses the conversation when it grows
+    /// past `limits.summarise_above_tokens`; the summary replaces the
+    /// history.
+    Summarisation,
 }
 
 impl Phase {
-    pub const ALL: [Phase; 4] = [Phase::Planning, Phase::ToolSelection, Phase::Reflection, Phase::Synthesis];
+    pub const ALL: [Phase; 5] =
+        [Phase::Planning, Phase::ToolSelection, Phase::Reflection, Phase::Synthesis, Phase::Summarisation];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -58,6 +63,7 @@ impl Phase {
             Phase::ToolSelection => "tool_selection",
             Phase::Reflection => "reflection",
             Phase::Synthesis => "synthesis",
+            Phase::Summarisation => "summarisation",
         }
     }
 }
@@ -110,6 +116,11 @@ pub struct Limits {
     /// Times a final answer that does not match the output schema is sent
     /// back for repair before the run fails.
     pub max_output_repairs: u32,
+    /// When the estimated prompt grows past this many tokens, the
+    /// conversation is summarised (a summarisation call) and the summary
+    /// replaces the history. Off when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub summarise_above_tokens: Option<u64>,
     /// Per-tool-call time-out, in milliseconds, unless the tool sets its own.
     pub tool_timeout_ms: u64,
 }
@@ -125,6 +136,7 @@ impl Default for Limits {
             max_tool_errors: 3,
             max_no_progress_steps: 3,
             max_output_repairs: 2,
+            summarise_above_tokens: None,
             tool_timeout_ms: 30_000,
         }
     }

@@ -165,6 +165,14 @@ pub enum EventKind {
         errors: Vec<String>,
         message: String,
     },
+    /// The conversation was replaced by the task and this summary of it, to
+    /// keep the prompt within `limits.summarise_above_tokens`.
+    ContextSummarised {
+        step: u32,
+        summary: String,
+        /// Messages the summary replaced.
+        replaced: u32,
+    },
     /// The control layer warned the model (a repeated call, say).
     ControlNotice {
         step: u32,
@@ -206,6 +214,7 @@ impl EventKind {
             EventKind::ApprovalDecided { .. } => "approval_decided",
             EventKind::ToolCallExecuted { .. } => "tool_call_executed",
             EventKind::OutputRejected { .. } => "output_rejected",
+            EventKind::ContextSummarised { .. } => "context_summarised",
             EventKind::ControlNotice { .. } => "control_notice",
             EventKind::LimitHit { .. } => "limit_hit",
             EventKind::RunFinished { .. } => "run_finished",
