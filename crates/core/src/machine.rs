@@ -601,11 +601,11 @@ impl RunMachine {
         self.model_call(events, now_ms, phase, None)
     }
 
-    /// The next call after a summary: its phase, without summarising again
-    /// (a summary still over the threshold would loop).
+    /// The next call after a summary, without summarising again (a summary
+    /// still over the threshold would loop). The summary stands in for the
+    /// steps before it, so the run goes on selecting tools.
     fn after_summary(&mut self, events: &mut Vec<Event>, now_ms: u64) -> Effect {
-        let phase = if self.step_had_failure { Phase::Reflection } else { Phase::ToolSelection };
-        self.model_call(events, now_ms, phase, None)
+        self.model_call(events, now_ms, Phase::ToolSelection, None)
     }
 
     /// Checks the limits and either journals a model call for `phase` or
