@@ -452,96 +452,21 @@ impl RunMachine {
             };
             let tool = self.pending[index].invocation.tool.clone();
             let call_id = self.pending[index].invocation.call_id.clone();
-            match decision {
-                ApprovalDecision::Approve { by, .. } => {
-                    self.emit(
-                        &mut events,
-                        now_ms,
-                        EventKind::ApprovalDecided {
-                            step,
-                            call_id,
-                            tool,
-                            approved: true,
-                            by,
-                            note: None,
-                            edited_arguments: None,
-                        },
-                    );
-                }
+            // Every decision comes down to one journaled verdict.
+            let (approved, by, note, edited_arguments) = match decision {
+                ApprovalDecision::Approve { by, .. } => (true, by, None, None),
                 ApprovalDecision::Edit { by, arguments, .. } => {
                     let violations =
                         self.plan.catalog.violations(self.pending[index].invocation.tool_index, &arguments);
                     if violations.is_empty() {
-                        self.emit(
-                            &mut events,
-                            now_ms,
-                            EventKind::ApprovalDecided {
-                                step,
-                                call_id,
-                                tool,
-                                approved: true,
-                                by,
-                                note: Some("approved with edited arguments".into()),
-                                edited_arguments: Some(arguments),
-                            },
-                        );
+                        (true, by, Some("approved with edited arguments".to_owned()), Some(arguments))
                     } else {
                         let note =
                             format!("edited arguments do not match the tool's schema: {}", violations.join("; "));
-                        self.emit(
-                            &mut events,
-                            now_ms,
-                            EventKind::ApprovalDecided {
-                                step,
-                                call_id: call_id.clone(),
-                                tool: tool.clone(),
-                                approved: false,
-                                by,
-                                note: Some(note.clone()),
-                                edited_arguments: None,
-                            },
-                        );
-                        let message = explain::approval_rejected(&tool, Some(&note));
-                        self.emit(
-                            &mut events,
-                            now_ms,
-                            EventKind::ToolCallRejected {
-                                step,
-                                call_id,
-                                tool,
-                                reason: RejectReason::ApprovalRejected,
-                                message,
-                            },
-                        );
+                        (false, by, Some(note), None)
                     }
                 }
-                ApprovalDecision::Reject { by, reason, .. } => {
-                    self.emit(
-                        &mut events,
-                        now_ms,
-                        EventKind::ApprovalDecided {
-                            step,
-                            call_id: call_id.clone(),
-                            tool: tool.clone(),
-                            approved: false,
-                            by,
-                            note: reason.clone(),
-                            edited_arguments: None,
-                        },
-                    );
-                    let message = explain::approval_rejected(&tool, reason.as_deref());
-                    self.emit(
-                        &mut events,
-                        now_ms,
-                        EventKind::ToolCallRejected {
-                            step,
-                            call_id,
-                            tool,
-                            reason: RejectReason::ApprovalRejected,
-                            message,
-                        },
-                    );
-                }
+                ApprovalDecision::Reject { by, reason, .. } => (false, by, reason, None),
                 ApprovalDecision::Unavailable { .. } => {
                     let explanation = explain::approval_unavailable(&tool, self.partial_results.len());
                     let effect = self.finish(
@@ -554,6 +479,34 @@ impl RunMachine {
                     );
                     return Transition { events, effect };
                 }
+            };
+            // A rejection is told to the model (as the call's observation).
+            let rejection = (!approved).then(|| explain::approval_rejected(&tool, note.as_deref()));
+            self.emit(
+                &mut events,
+                now_ms,
+                EventKind::ApprovalDecided {
+                    step,
+                    call_id: call_id.clone(),
+                    tool: tool.clone(),
+                    approved,
+                    by,
+                    note,
+                    edited_arguments,
+                },
+            );
+            if let Some(message) = rejection {
+                self.emit(
+                    &mut events,
+                    now_ms,
+                    EventKind::ToolCallRejected {
+                        step,
+                        call_id,
+                        tool,
+                        reason: RejectReason::ApprovalRejected,
+                        message,
+                    },
+                );
             }
         }
         let effect = self.execute_pending(&mut events, now_ms);
