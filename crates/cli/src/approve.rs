@@ -9,7 +9,7 @@ use std::io::{BufRead, Write};
 pub struct TerminalApprover;
 
 fn who() -> String {
-    std::env::var("USER").or_else(|_| std::env::var("USERNAME")).unwrap_or_else(|_| "terminal".into())
+    crate::session::who(None)
 }
 
 fn ask(prompt: &str) -> Option<String> {
@@ -25,7 +25,12 @@ fn ask(prompt: &str) -> Option<String> {
 fn decide_one(request: &ApprovalRequest) -> ApprovalDecision {
     let call_id = request.call_id.clone();
     eprintln!();
-    eprintln!("⚠ approval needed: `{}` ({} tool)", request.tool, request.risk.as_str());
+    eprintln!(
+        "⚠ approval needed: `{}` ({} tool), approval id {}",
+        request.tool,
+        request.risk.as_str(),
+        request.approval_id
+    );
     eprintln!("  arguments: {}", serde_json::to_string_pretty(&request.arguments).unwrap_or_default());
     if let Some(reason) = &request.rationale {
         eprintln!("  model's reason: {reason}");

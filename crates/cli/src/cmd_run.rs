@@ -2,15 +2,13 @@
 //! progress on a terminal, print the answer (or one JSON object), and exit
 //! with a code that says how the run ended.
 
-use crate::approve::TerminalApprover;
-use crate::progress::Progress;
+use crate::session::{Display, Session};
 use crate::{EXIT_USAGE, render};
 use anyhow::Context;
 use clap::Args;
-use rein::{CancellationToken, Overrides, RunOptions, RunOutcome, RunStatus, Runtime};
-use std::io::{IsTerminal, Read};
+use rein::{ControlStore, Overrides, RunId, RunOutcome, RunStatus};
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -38,54 +36,44 @@ pub async fn run(args: RunArgs, db: &Path) -> anyhow::Result<u8> {
         Ok(input) => input,
         Err(error) => return Ok(usage_error(args.json, "bad_input", &format!("{error:#}"))),
     };
-    let client = rein::providers::default_client().context("could not build the HTTP client")?;
     let overrides = Overrides { model: args.model.clone(), base_url: args.base_url.clone() };
-    let loaded = match rein::load_agent(&args.agent, &overrides, &client) {
+    let session = match Session::open(db) {
+        Ok(session) => session,
+        Err(error) => return Ok(usage_error(args.json, "journal_unavailable", &format!("{error:#}"))),
+    };
+    let loaded = match rein::load_agent(&args.agent, &overrides, &session.client) {
         Ok(loaded) => loaded,
         Err(error) => return Ok(usage_error(args.json, "invalid_agent", &error.to_string())),
     };
     for warning in &loaded.warnings {
         eprintln!("{warning}");
     }
-    let journal = match rein::store::SqliteJournal::open(db) {
-        Ok(journal) => journal,
-        Err(error) => {
-            let message = format!("cannot open the journal at {}: {error}", db.display());
-            return Ok(usage_error(args.json, "journal_unavailable", &message));
-        }
-    };
-    let interactive = std::io::stderr().is_terminal();
-    let mut runtime = Runtime::new(Arc::new(journal));
-    let mut progress = None;
-    if interactive && !args.json && !args.quiet {
-        // On a terminal the model's text streams to stdout as it arrives.
-        let stream_text = std::io::stdout().is_terminal();
-        let hook = Arc::new(Progress::new(loaded.agent.spec().price.is_some(), stream_text));
-        runtime = runtime.with_hooks(hook.clone());
-        progress = Some(hook);
+    let name = loaded.agent.name().to_owned();
+    if !session.store.agent_enabled(&name).await? {
+        let message =
+            format!("agent `{name}` is disabled (the kill switch); `rein agents enable {name}` turns it back on");
+        return Ok(usage_error(args.json, "agent_disabled", &message));
     }
-    if interactive && std::io::stdin().is_terminal() {
-        runtime = runtime.with_approver(Arc::new(TerminalApprover));
-    }
+    session.register(&loaded.definition).await?;
+    let display = Display { json: args.json, quiet: args.quiet };
+    let (runtime, progress) = session.runtime(&loaded.agent, display);
+    let run_id = RunId::new();
+    let result = runtime.run_with(&loaded.agent, input, session.options(run_id)).await;
+    session.finished(run_id);
+    let outcome = result?;
+    let streamed = outcome.output.as_deref().is_some_and(|o| progress.as_ref().is_some_and(|p| p.streamed_answer(o)));
+    Ok(report(&outcome, args.json, streamed))
+}
 
-    // Ctrl-C cancels the run at its next boundary, journaled as `cancelled`.
-    let cancel = CancellationToken::new();
-    let on_interrupt = cancel.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            on_interrupt.cancel();
-        }
-    });
-    let options = RunOptions { cancel: Some(cancel), ..RunOptions::default() };
-    let outcome = runtime.run_with(&loaded.agent, input, options).await?;
-    if args.json {
-        println!("{}", serde_json::to_string(&json_result(&outcome))?);
+/// Prints a run's outcome (text or the `--json` object) and returns the
+/// exit code for it.
+pub fn report(outcome: &RunOutcome, json: bool, streamed: bool) -> u8 {
+    if json {
+        println!("{}", json_result(outcome));
     } else {
-        let streamed =
-            outcome.output.as_deref().is_some_and(|o| progress.as_ref().is_some_and(|p| p.streamed_answer(o)));
-        render::outcome(&outcome, streamed);
+        render::outcome(outcome, streamed);
     }
-    Ok(exit_code(outcome.status))
+    exit_code(outcome.status)
 }
 
 /// Reports an error that kept the run from starting: on stderr, and with
@@ -131,13 +119,19 @@ pub fn json_result(outcome: &RunOutcome) -> serde_json::Value {
         "duration_ms": outcome.duration_ms,
         "partial_results": outcome.partial_results,
         "unbacked_claims": outcome.unbacked_claims,
+        "pending": outcome.pending,
     })
 }
 
 pub fn exit_code(status: RunStatus) -> u8 {
     match status {
         RunStatus::Succeeded => 0,
-        RunStatus::Escalated | RunStatus::LimitReached => 3,
+        // A person is needed: to take over, to raise a limit, to approve, or
+        // to say what became of an interrupted call.
+        RunStatus::Escalated
+        | RunStatus::LimitReached
+        | RunStatus::WaitingApproval
+        | RunStatus::NeedsReconciliation => 3,
         RunStatus::Failed | RunStatus::Cancelled | RunStatus::Running => 1,
     }
 }

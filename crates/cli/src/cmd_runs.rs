@@ -1,10 +1,18 @@
-//! `rein runs list` and `rein runs show ID`: what the journal says.
+//! `rein runs list | show | resume | cancel | reconcile`: what the journal
+//! says, and acting on runs from any process.
 
+use crate::cmd_run::{exit_code, json_result, report};
+use crate::session::{Display, Session, now_ms, who};
 use crate::{EXIT_USAGE, render};
 use clap::{Args, Subcommand};
-use rein::store::SqliteJournal;
-use rein::{Journal, JournalError, RunFilter, RunRecord, RunStatus};
+use rein::store::{Liveness, SqliteJournal, owner_liveness};
+use rein::{
+    ControlStore, Journal, JournalError, PendingKind, Reconciliation, ResumeAction, RunFilter, RunId, RunRecord,
+    RunStatus,
+};
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Subcommand)]
 pub enum RunsCommand {
@@ -12,6 +20,74 @@ pub enum RunsCommand {
     List(ListArgs),
     /// One run as a step tree: latency, tokens and cost per step, and totals.
     Show(ShowArgs),
+    /// Take up interrupted runs from their journal (after a crash or a
+    /// restart) and drive them to their end.
+    Resume(ResumeArgs),
+    /// Cancel a run: it stops at its next step boundary, with its partial
+    /// results.
+    Cancel(CancelArgs),
+    /// Say what became of a call that was in flight when the process died.
+    Reconcile(ReconcileArgs),
+}
+
+#[derive(Args)]
+pub struct ResumeArgs {
+    /// The run id, or a unique prefix of it.
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    id: Option<String>,
+    /// Every unfinished run nobody is driving: interrupted runs, and runs
+    /// whose approval requests all expired.
+    #[arg(long)]
+    all: bool,
+    /// Take up a run held by a process on another machine.
+    #[arg(long)]
+    force: bool,
+    /// Runs driven at once with --all.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    #[arg(long)]
+    json: bool,
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+pub struct CancelArgs {
+    /// The run id, or a unique prefix of it.
+    id: String,
+    /// Why, for the journal.
+    #[arg(long, default_value = "cancelled by an operator")]
+    reason: String,
+    /// Who is cancelling (default: the login name).
+    #[arg(long = "as")]
+    by: Option<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+#[command(group = clap::ArgGroup::new("resolution").required(true).args(["done", "retry", "fail"]))]
+pub struct ReconcileArgs {
+    /// The run id (or prefix), or the call's idempotency key `run:step:index`.
+    id: String,
+    /// The call took effect; this is what it returned (JSON, or text).
+    #[arg(long)]
+    done: Option<String>,
+    /// The call did not take effect: run it again with the same
+    /// idempotency key.
+    #[arg(long)]
+    retry: bool,
+    /// Give up: the run ends as failed, with this reason.
+    #[arg(long, num_args = 0..=1, default_missing_value = "the call could not be reconciled")]
+    fail: Option<String>,
+    /// Which call, when several need reconciliation (its call id).
+    #[arg(long)]
+    call: Option<String>,
+    /// Who is deciding (default: the login name).
+    #[arg(long = "as")]
+    by: Option<String>,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -42,10 +118,214 @@ pub async fn run(command: RunsCommand, db: &Path) -> anyhow::Result<u8> {
         eprintln!("error: no journal at {} (no runs yet, or pass --db / REIN_DB)", db.display());
         return Ok(EXIT_USAGE);
     }
-    let journal = SqliteJournal::open(db)?;
     match command {
-        RunsCommand::List(args) => list(&journal, args).await,
-        RunsCommand::Show(args) => show(&journal, args).await,
+        RunsCommand::List(args) => list(&SqliteJournal::open(db)?, args).await,
+        RunsCommand::Show(args) => show(&SqliteJournal::open(db)?, args).await,
+        RunsCommand::Resume(args) => resume(Arc::new(Session::open(db)?), args).await,
+        RunsCommand::Cancel(args) => cancel(&Session::open(db)?, args).await,
+        RunsCommand::Reconcile(args) => reconcile(&Session::open(db)?, args).await,
+    }
+}
+
+/// Resolves a run id or prefix, reporting a person's mistake as such.
+pub async fn resolve(journal: &SqliteJournal, id: &str) -> anyhow::Result<Result<RunId, u8>> {
+    match journal.resolve(id).await {
+        Ok(id) => Ok(Ok(id)),
+        Err(error @ (JournalError::NotFound(_) | JournalError::Ambiguous(_))) => {
+            eprintln!("error: {error}");
+            Ok(Err(EXIT_USAGE))
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+async fn resume(session: Arc<Session>, args: ResumeArgs) -> anyhow::Result<u8> {
+    let display = Display { json: args.json, quiet: args.quiet };
+    if let Some(id) = &args.id {
+        let run = match resolve(&session.store, id).await? {
+            Ok(run) => run,
+            Err(code) => return Ok(code),
+        };
+        let summary = session.store.runs(&RunFilter::default()).await?.into_iter().find(|r| r.run_id == run);
+        if let Some(summary) = summary.filter(|s| s.status.is_suspended()) {
+            let events = session.store.events(run).await?;
+            let now = now_ms();
+            let lapsed = rein::pending_actions(&events)
+                .iter()
+                .all(|p| p.kind == PendingKind::Approval && p.expires_at_ms.is_some_and(|at| now >= at));
+            if !lapsed {
+                eprintln!(
+                    "run {run} is {}: it waits for a person. {}",
+                    summary.status,
+                    match summary.status {
+                        RunStatus::WaitingApproval => "Decide with `rein approvals approve|edit|reject ID`.",
+                        _ => "Settle it with `rein runs reconcile RUN --done RESULT | --retry | --fail`.",
+                    }
+                );
+                return Ok(3);
+            }
+        }
+        return match session.resume(run, ResumeAction::Continue, args.force, display).await {
+            Ok((outcome, streamed)) => Ok(report(&outcome, args.json, streamed)),
+            Err(error) => {
+                eprintln!("error: {error:#}");
+                Ok(1)
+            }
+        };
+    }
+    let candidates = resumable(&session).await?;
+    if candidates.is_empty() {
+        if args.json {
+            println!("[]");
+        } else {
+            eprintln!("no interrupted runs to resume");
+        }
+        return Ok(0);
+    }
+    let limit = Arc::new(tokio::sync::Semaphore::new(args.concurrency.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    // Each run is driven on this task set; a failure of one is reported and
+    // the others go on.
+    for run in candidates {
+        let limit = Arc::clone(&limit);
+        let session = Arc::clone(&session);
+        let quiet = Display { json: true, quiet: true };
+        let force = args.force;
+        tasks.spawn(async move {
+            let _permit = limit.acquire().await;
+            (run, session.resume(run, ResumeAction::Continue, force, quiet).await)
+        });
+    }
+    let mut results = Vec::new();
+    let mut worst = 0;
+    while let Some(joined) = tasks.join_next().await {
+        let Ok((run, result)) = joined else { continue };
+        match result {
+            Ok((outcome, _)) => {
+                if !args.json {
+                    println!("{run}  {}  {}", outcome.status, outcome.reason);
+                }
+                worst = worst.max(exit_code(outcome.status));
+                results.push(json_result(&outcome));
+            }
+            Err(error) => {
+                eprintln!("{run}: could not resume: {error:#}");
+                worst = worst.max(1);
+                results.push(serde_json::json!({ "run_id": run.to_string(), "error": format!("{error:#}") }));
+            }
+        }
+    }
+    if args.json {
+        println!("{}", serde_json::Value::Array(results));
+    }
+    Ok(worst)
+}
+
+/// Unfinished runs nobody drives: `running` with no live holder, and
+/// `waiting_approval` whose every request has lapsed (resuming tells the
+/// model they were rejected).
+async fn resumable(session: &Session) -> anyhow::Result<Vec<RunId>> {
+    let now = now_ms();
+    let mut runs = Vec::new();
+    for (summary, lease) in session.store.unfinished_runs().await? {
+        let free = match &lease {
+            None => true,
+            Some(lease) => lease.owner != session.store.owner() && owner_liveness(&lease.owner) == Liveness::Dead,
+        };
+        if !free {
+            continue;
+        }
+        match summary.status {
+            RunStatus::Running => runs.push(summary.run_id),
+            RunStatus::WaitingApproval => {
+                let events = session.store.events(summary.run_id).await?;
+                let pending = rein::pending_actions(&events);
+                if !pending.is_empty() && pending.iter().all(|p| p.expires_at_ms.is_some_and(|at| now >= at)) {
+                    runs.push(summary.run_id);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(runs)
+}
+
+async fn cancel(session: &Session, args: CancelArgs) -> anyhow::Result<u8> {
+    let run = match resolve(&session.store, &args.id).await? {
+        Ok(run) => run,
+        Err(code) => return Ok(code),
+    };
+    let by = who(args.by.as_deref());
+    if let Some(outcome) = rein::outcome_of(&session.store.events(run).await?) {
+        eprintln!("run {run} already finished as {}", outcome.status);
+        return Ok(if outcome.status == RunStatus::Cancelled { 0 } else { EXIT_USAGE });
+    }
+    // Recorded first: whichever process holds the run stops it at its next
+    // step boundary, and one that takes it up later cancels it at once.
+    session.store.request_cancel(run, &by, &args.reason, now_ms()).await?;
+    let reason = format!("cancelled by {by}: {}", args.reason);
+    let display = Display { json: args.json, quiet: true };
+    match session.resume(run, ResumeAction::Cancel { reason }, false, display).await {
+        Ok((outcome, _)) => return Ok(report(&outcome, args.json, false)),
+        Err(error) => eprintln!("{error:#}; waiting for it to stop at its next step boundary…"),
+    }
+    // Another live process holds the run: wait for it to act on the request.
+    for _ in 0..120 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if let Some(outcome) = rein::outcome_of(&session.store.events(run).await?) {
+            return Ok(report(&outcome, args.json, false));
+        }
+    }
+    eprintln!("run {run} has not stopped within 30 s; the cancel request stays recorded and its holder will act on it");
+    Ok(1)
+}
+
+async fn reconcile(session: &Session, args: ReconcileArgs) -> anyhow::Result<u8> {
+    let (run_part, key) = match args.id.split_once(':') {
+        Some((run, _)) => (run.to_owned(), Some(args.id.clone())),
+        None => (args.id.clone(), None),
+    };
+    let run = match resolve(&session.store, &run_part).await? {
+        Ok(run) => run,
+        Err(code) => return Ok(code),
+    };
+    let events = session.store.events(run).await?;
+    let waiting: Vec<_> =
+        rein::pending_actions(&events).into_iter().filter(|p| p.kind == PendingKind::Reconciliation).collect();
+    let chosen: Vec<_> = waiting
+        .iter()
+        .filter(|p| key.as_ref().is_none_or(|k| p.id == *k || p.id.ends_with(k.as_str())))
+        .filter(|p| args.call.as_ref().is_none_or(|c| p.call_id == *c))
+        .collect();
+    let call = match chosen.as_slice() {
+        [one] => one.call_id.clone(),
+        [] => {
+            eprintln!("error: run {run} has no call waiting for reconciliation that matches");
+            return Ok(EXIT_USAGE);
+        }
+        many => {
+            eprintln!("error: several calls need reconciliation; pick one with --call:");
+            for p in many {
+                eprintln!("  --call {}  `{}` {}", p.call_id, p.tool, p.arguments);
+            }
+            return Ok(EXIT_USAGE);
+        }
+    };
+    let resolution = if let Some(result) = args.done {
+        let result = serde_json::from_str(&result).unwrap_or(serde_json::Value::String(result));
+        Reconciliation::Done { result }
+    } else if args.retry {
+        Reconciliation::Retry
+    } else {
+        Reconciliation::Fail { reason: args.fail.unwrap_or_default() }
+    };
+    let action = ResumeAction::Reconcile { call_id: call, resolution, by: who(args.by.as_deref()) };
+    match session.resume(run, action, false, Display { json: args.json, quiet: false }).await {
+        Ok((outcome, streamed)) => Ok(report(&outcome, args.json, streamed)),
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            Ok(1)
+        }
     }
 }
 

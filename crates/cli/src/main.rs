@@ -1,16 +1,20 @@
 //! The `rein` command-line interface. The only crate that uses `anyhow`:
 //! errors here are reported to a person, not handled.
 //!
-//! Exit codes: 0 the run succeeded; 1 it failed or was cancelled; 3 it was
-//! escalated to a human or stopped by a limit; 2 usage or configuration
-//! error.
+//! Exit codes: 0 the run succeeded; 1 it failed or was cancelled; 3 it needs
+//! a person (escalated, stopped by a limit, waiting for approval, needing
+//! reconciliation); 2 usage or configuration error.
 
 mod approve;
+mod cmd_agents;
+mod cmd_approvals;
+mod cmd_audit;
 mod cmd_run;
 mod cmd_runs;
 mod cmd_validate;
 mod progress;
 mod render;
+mod session;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -37,6 +41,21 @@ enum Command {
     Runs {
         #[command(subcommand)]
         command: cmd_runs::RunsCommand,
+    },
+    /// Decide on tool calls waiting for a person's approval.
+    Approvals {
+        #[command(subcommand)]
+        command: cmd_approvals::ApprovalsCommand,
+    },
+    /// Registered agents and the kill switch.
+    Agents {
+        #[command(subcommand)]
+        command: cmd_agents::AgentsCommand,
+    },
+    /// Verify the journal's hash chains; list every tool call.
+    Audit {
+        #[command(subcommand)]
+        command: cmd_audit::AuditCommand,
     },
     /// Check an agent file and report every problem with file, line and key.
     Validate(cmd_validate::ValidateArgs),
@@ -70,6 +89,9 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Run(args) => cmd_run::run(args, &db).await,
             Command::Runs { command } => cmd_runs::run(command, &db).await,
+            Command::Approvals { command } => cmd_approvals::run(command, &db).await,
+            Command::Agents { command } => cmd_agents::run(command, &db).await,
+            Command::Audit { command } => cmd_audit::run(command, &db).await,
             Command::Validate(args) => cmd_validate::run(args),
         }
     });

@@ -92,6 +92,15 @@ impl Hooks for Progress {
             EventKind::OutputRejected { errors, .. } => {
                 eprintln!("  ✗ answer does not match the output schema: {}", preview(&errors.join("; "), 160));
             }
+            EventKind::ApprovalRequested { tool, approval_id, .. } => {
+                eprintln!("  ⏸ {tool} needs approval ({approval_id})");
+            }
+            EventKind::ReconciliationRequired { tool, idempotency_key, .. } => {
+                eprintln!("  ⏸ {tool} may have run before the crash: needs reconciliation ({idempotency_key})");
+            }
+            EventKind::CallReconciled { tool, by, .. } => eprintln!("  reconciled {tool} by {by}"),
+            EventKind::RunSuspended { status, .. } => eprintln!("⏸ {status}"),
+            EventKind::RunResumed { paused_ms, .. } => eprintln!("▶ resumed after {paused_ms} ms"),
             EventKind::RunFinished { .. } => {}
         }
     }

@@ -36,12 +36,41 @@ pub fn outcome(outcome: &RunOutcome, already_streamed: bool) {
     for claim in &outcome.unbacked_claims {
         eprintln!("  unverified claim: \"{claim}\"");
     }
+    for action in &outcome.pending {
+        pending(action);
+    }
     if outcome.status != RunStatus::Succeeded {
         if let Some(output) = &outcome.output {
             eprintln!("last model output: {}", cut(output, 400));
         }
         for partial in &outcome.partial_results {
             eprintln!("  gathered (step {}) {}: {}", partial.step, partial.tool, cut(&partial.data.to_string(), 200));
+        }
+    }
+}
+
+/// One call a suspended run waits on, with the command that settles it.
+pub fn pending(action: &rein::PendingAction) {
+    match action.kind {
+        rein::PendingKind::Approval => {
+            eprintln!("  waiting for approval {}: `{}` ({})", action.id, action.tool, action.risk.as_str());
+            eprintln!("    arguments: {}", cut(&action.arguments.to_string(), 300));
+            if let Some(reason) = &action.rationale {
+                eprintln!("    model's reason: {}", cut(reason, 300));
+            }
+            if let Some(expires) = action.expires_at_ms {
+                eprintln!("    expires: {} UTC", timestamp(expires));
+            }
+            eprintln!("    decide: rein approvals approve|reject|edit {}", action.id);
+        }
+        rein::PendingKind::Reconciliation => {
+            eprintln!(
+                "  needs reconciliation {}: `{}` with {}",
+                action.id,
+                action.tool,
+                cut(&action.arguments.to_string(), 300)
+            );
+            eprintln!("    settle: rein runs reconcile {} --done RESULT | --retry | --fail", action.id);
         }
     }
 }
@@ -75,12 +104,12 @@ pub fn run_list(runs: &[RunSummary]) {
         return;
     }
     println!(
-        "{:<36}  {:<20}  {:<13}  {:>5}  {:>8}  {:>9}  {:<19}  INPUT",
+        "{:<36}  {:<20}  {:<20}  {:>5}  {:>8}  {:>9}  {:<19}  INPUT",
         "RUN", "AGENT", "STATUS", "STEPS", "TOKENS", "COST", "STARTED (UTC)"
     );
     for run in runs {
         println!(
-            "{:<36}  {:<20}  {:<13}  {:>5}  {:>8}  {:>9}  {:<19}  {}",
+            "{:<36}  {:<20}  {:<20}  {:>5}  {:>8}  {:>9}  {:<19}  {}",
             run.run_id.to_string(),
             cut(&run.agent, 20),
             run.status.as_str(),
@@ -109,8 +138,9 @@ fn call_line(call: &CallRecord) -> String {
         }
         (None, None, _) => "no result recorded".into(),
     };
-    let approved = call.approved_by.as_ref().map(|by| format!(" [approved by {by}]")).unwrap_or_default();
-    format!("{} {arguments} → {result} ({} ms){approved}", call.tool, call.latency_ms)
+    let approval = call.approval.as_ref().map(|a| format!(" [{a}]")).unwrap_or_default();
+    let reconciliation = call.reconciliation.as_ref().map(|r| format!(" [reconciliation: {r}]")).unwrap_or_default();
+    format!("{} {arguments} → {result} ({} ms){approval}{reconciliation}", call.tool, call.latency_ms)
 }
 
 pub fn run_tree(run_id: RunId, record: &RunRecord) {
@@ -147,6 +177,9 @@ pub fn run_tree(run_id: RunId, record: &RunRecord) {
             println!("│  ! {notice}");
         }
     }
+    for line in &record.lifecycle {
+        println!("│  ↻ {line}");
+    }
     match &record.finished {
         Some(finished) => {
             println!("└─ {} ({}) after {} ms", finished.status, finished.reason, finished.duration_ms);
@@ -158,7 +191,8 @@ pub fn run_tree(run_id: RunId, record: &RunRecord) {
                 println!("   unverified claim: \"{claim}\"");
             }
         }
-        None => println!("└─ still running, or interrupted (no run_finished event)"),
+        None if record.status.is_suspended() => println!("└─ {}: waiting for a person", record.status),
+        None => println!("└─ still running, or interrupted (no run_finished event; `rein runs resume` takes it up)"),
     }
     println!(
         "totals: {} step(s) · model {} ms · tools {} ms · {} in / {} out tokens · {}",

@@ -82,6 +82,7 @@ const LIMIT_KEYS: &[&str] = &[
     "max_output_repairs",
     "summarise_above_tokens",
     "tool_timeout",
+    "approval_timeout",
 ];
 const PRICE_KEYS: &[&str] = &["input_per_mtok", "output_per_mtok", "cached_input_per_mtok"];
 
@@ -840,6 +841,9 @@ fn parse_limits(t: &Table<'_, '_>, limits: &mut Limits, sink: &mut Sink) {
     }
     if let Some(ms) = t.duration_ms("tool_timeout", sink) {
         limits.tool_timeout_ms = ms;
+    }
+    if let Some(ms) = t.duration_ms("approval_timeout", sink) {
+        limits.approval_timeout_ms = ms;
     }
 }
 

@@ -61,9 +61,23 @@ fn gathered(partial: usize) -> String {
     }
 }
 
-pub fn approval_unavailable(tool: &str, partial: usize) -> String {
+pub fn waiting_for_approval(waiting: &[String]) -> String {
     format!(
-        "The agent wanted to call `{tool}`, which needs human approval, and no one could approve it in this session (no terminal or approver). {} Run it again on a terminal to approve inline, or change the tool's approval setting if it is safe to run unattended.",
+        "The run is paused, durably, until a person decides on {}. Decide with `rein approvals approve|edit|reject ID` (from any process; the run then goes on there); `rein approvals list` shows what is waiting. A request nobody decides before it expires counts as rejected.",
+        waiting.join(", ")
+    )
+}
+
+pub fn needs_reconciliation(calls: &[String]) -> String {
+    format!(
+        "The run is paused: the process died while {} was in flight, and the tool is not idempotent, so it may or may not have taken effect. Check the system it acts on, then run `rein runs reconcile RUN --done RESULT` (it took effect), `--retry` (it did not; run it again with the same idempotency key) or `--fail` (end the run).",
+        calls.join(", ")
+    )
+}
+
+pub fn reconciled_failed(tool: &str, by: &str, reason: &str, partial: usize) -> String {
+    format!(
+        "{by} ended the run while reconciling `{tool}`: {reason}. {} Start a new run if the work is still needed.",
         gathered(partial)
     )
 }

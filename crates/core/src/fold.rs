@@ -1,7 +1,10 @@
 //! A run's history as a fold over its journal: the step tree `rein runs show`
 //! prints, with latency, tokens and cost per step and in total.
 
-use rein_types::{AgentVersion, Event, EventKind, RejectReason, RunId, RunOutcome, RunStatus, ToolOutcome, Usage};
+use rein_types::{
+    AgentVersion, Event, EventKind, PendingAction, PendingKind, RejectReason, RiskTier, RunId, RunOutcome, RunStatus,
+    ToolOutcome, Usage,
+};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -20,6 +23,14 @@ pub struct CallRecord {
     pub message: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approved_by: Option<String>,
+    /// `waiting`, `approved by X`, `rejected by X`, for calls that needed
+    /// approval.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<String>,
+    /// For calls interrupted by a crash: `required`, then what a person
+    /// said.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reconciliation: Option<String>,
     pub latency_ms: u64,
 }
 
@@ -54,6 +65,9 @@ pub struct RunRecord {
     pub cost_usd: f64,
     pub model_latency_ms: u64,
     pub tool_latency_ms: u64,
+    /// Suspensions and resumptions, in order, for people.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub lifecycle: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub finished: Option<FinishedRecord>,
 }
@@ -88,6 +102,7 @@ impl RunRecord {
                         cost_usd: 0.0,
                         model_latency_ms: 0,
                         tool_latency_ms: 0,
+                        lifecycle: Vec::new(),
                         finished: None,
                     });
                 }
@@ -133,6 +148,8 @@ impl RunRecord {
             rejected: None,
             message: None,
             approved_by: None,
+            approval: None,
+            reconciliation: None,
             latency_ms: 0,
         });
         let last = step.calls.len() - 1;
@@ -174,10 +191,36 @@ impl RunRecord {
                 call.rejected = Some(*reason);
                 call.message = Some(message.clone());
             }
+            EventKind::ApprovalRequested { step, call_id, tool, .. } => {
+                self.call_mut(*step, call_id, tool).approval = Some("waiting".into());
+            }
             EventKind::ApprovalDecided { step, call_id, tool, approved, by, .. } => {
+                let call = self.call_mut(*step, call_id, tool);
                 if *approved {
-                    self.call_mut(*step, call_id, tool).approved_by = Some(by.clone());
+                    call.approved_by = Some(by.clone());
+                    call.approval = Some(format!("approved by {by}"));
+                } else {
+                    call.approval = Some(format!("rejected by {by}"));
                 }
+            }
+            EventKind::ReconciliationRequired { step, call_id, tool, .. } => {
+                self.call_mut(*step, call_id, tool).reconciliation = Some("required".into());
+            }
+            EventKind::CallReconciled { step, call_id, tool, resolution, by } => {
+                let what = match resolution {
+                    rein_types::Reconciliation::Done { .. } => "done",
+                    rein_types::Reconciliation::Retry => "retry",
+                    rein_types::Reconciliation::Fail { .. } => "fail",
+                };
+                self.call_mut(*step, call_id, tool).reconciliation = Some(format!("{what} (by {by})"));
+            }
+            EventKind::RunSuspended { status, reason, .. } => {
+                self.status = *status;
+                self.lifecycle.push(format!("suspended: {status} ({reason})"));
+            }
+            EventKind::RunResumed { by, paused_ms } => {
+                self.status = RunStatus::Running;
+                self.lifecycle.push(format!("resumed by {by} after {paused_ms} ms"));
             }
             EventKind::ToolCallExecuted { step, call_id, tool, outcome, latency_ms } => {
                 let call = self.call_mut(*step, call_id, tool);
@@ -251,5 +294,152 @@ pub fn finished_outcome(run_id: RunId, agent: &str, version: &AgentVersion, kind
         usage: *usage,
         cost_usd: *cost_usd,
         duration_ms: *duration_ms,
+        pending: Vec::new(),
     })
+}
+
+/// What a run waits on a person for, from its journal alone (no agent
+/// definition needed): approval requests not yet decided and calls needing
+/// reconciliation. Empty once the run finished.
+pub fn pending_actions(events: &[Event]) -> Vec<PendingAction> {
+    let mut pending: Vec<PendingAction> = Vec::new();
+    let mut requested: Vec<(String, RiskTier, String)> = Vec::new();
+    for event in events {
+        match &event.kind {
+            EventKind::ToolCallRequested { call_id, risk, idempotency_key, .. } => {
+                requested.push((call_id.clone(), *risk, idempotency_key.clone()))
+            }
+            EventKind::ApprovalRequested {
+                step,
+                call_id,
+                approval_id,
+                tool,
+                risk,
+                arguments,
+                rationale,
+                expires_at_ms,
+            } => pending.push(PendingAction {
+                id: approval_id.clone(),
+                kind: PendingKind::Approval,
+                step: *step,
+                call_id: call_id.clone(),
+                tool: tool.clone(),
+                risk: *risk,
+                arguments: arguments.clone(),
+                rationale: rationale.clone(),
+                expires_at_ms: Some(*expires_at_ms),
+            }),
+            EventKind::ApprovalDecided { call_id, .. } => {
+                pending.retain(|p| !(p.kind == PendingKind::Approval && p.call_id == *call_id))
+            }
+            EventKind::ReconciliationRequired { step, call_id, tool, arguments, idempotency_key }
+                if !pending.iter().any(|p| p.kind == PendingKind::Reconciliation && p.call_id == *call_id) =>
+            {
+                let risk = requested.iter().find(|r| r.0 == *call_id).map_or(RiskTier::Write, |r| r.1);
+                pending.push(PendingAction {
+                    id: idempotency_key.clone(),
+                    kind: PendingKind::Reconciliation,
+                    step: *step,
+                    call_id: call_id.clone(),
+                    tool: tool.clone(),
+                    risk,
+                    arguments: arguments.clone(),
+                    rationale: None,
+                    expires_at_ms: None,
+                });
+            }
+            EventKind::CallReconciled { call_id, .. } => {
+                pending.retain(|p| !(p.kind == PendingKind::Reconciliation && p.call_id == *call_id))
+            }
+            EventKind::ToolCallExecuted { call_id, .. } | EventKind::ToolCallRejected { call_id, .. } => {
+                pending.retain(|p| p.call_id != *call_id)
+            }
+            EventKind::RunFinished { .. } => pending.clear(),
+            _ => {}
+        }
+    }
+    pending
+}
+
+/// One tool call as the audit log shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditEntry {
+    pub run_id: RunId,
+    pub agent: String,
+    pub agent_version: String,
+    pub step: u32,
+    pub call_id: String,
+    pub tool: String,
+    pub risk: RiskTier,
+    pub idempotency_key: String,
+    pub arguments: Value,
+    pub requested_at_ms: u64,
+    /// Who approved or rejected it, for calls that needed approval.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<ToolOutcome>,
+    /// Why it never ran, if it did not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rejected: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at_ms: Option<u64>,
+}
+
+/// Every tool call a run requested, with who approved it and what it
+/// returned.
+pub fn audit_entries(events: &[Event]) -> Vec<AuditEntry> {
+    let Some((agent, version)) = events.iter().find_map(|e| match &e.kind {
+        EventKind::RunStarted { agent, agent_version, .. } => Some((agent.clone(), agent_version.0.clone())),
+        _ => None,
+    }) else {
+        return Vec::new();
+    };
+    let mut entries: Vec<AuditEntry> = Vec::new();
+    for event in events {
+        match &event.kind {
+            EventKind::ToolCallRequested { step, call_id, tool, arguments, risk, idempotency_key } => {
+                entries.push(AuditEntry {
+                    run_id: event.run_id,
+                    agent: agent.clone(),
+                    agent_version: version.clone(),
+                    step: *step,
+                    call_id: call_id.clone(),
+                    tool: tool.clone(),
+                    risk: *risk,
+                    idempotency_key: idempotency_key.clone(),
+                    arguments: arguments.clone(),
+                    requested_at_ms: event.at_ms,
+                    approval: None,
+                    outcome: None,
+                    rejected: None,
+                    finished_at_ms: None,
+                })
+            }
+            EventKind::ApprovalDecided { step, call_id, approved, by, edited_arguments, .. } => {
+                if let Some(entry) = entries.iter_mut().rev().find(|e| e.step == *step && e.call_id == *call_id) {
+                    let verdict = if *approved { "approved" } else { "rejected" };
+                    entry.approval = Some(format!("{verdict} by {by}"));
+                    if let Some(arguments) = edited_arguments {
+                        entry.arguments = arguments.clone();
+                        entry.approval = Some(format!("approved with edits by {by}"));
+                    }
+                }
+            }
+            EventKind::ToolCallExecuted { step, call_id, outcome, .. } => {
+                if let Some(entry) = entries.iter_mut().rev().find(|e| e.step == *step && e.call_id == *call_id) {
+                    entry.outcome = Some(outcome.clone());
+                    entry.finished_at_ms = Some(event.at_ms);
+                }
+            }
+            EventKind::ToolCallRejected { step, call_id, reason, .. } => {
+                if let Some(entry) = entries.iter_mut().rev().find(|e| e.step == *step && e.call_id == *call_id) {
+                    entry.rejected = Some(format!("{reason:?}").to_lowercase());
+                    entry.finished_at_ms = Some(event.at_ms);
+                }
+            }
+            _ => {}
+        }
+    }
+    entries
 }

@@ -22,5 +22,8 @@ pub mod machine;
 mod policy;
 
 pub use catalog::{AgentPlan, CatalogError, HANDOFF_TOOL, ToolCatalog};
-pub use fold::{CallRecord, RunRecord, StepRecord};
-pub use machine::{ApprovalDecision, ApprovalRequest, Effect, RunMachine, ToolInvocation, ToolResult, Transition};
+pub use fold::{AuditEntry, CallRecord, RunRecord, StepRecord, audit_entries, pending_actions};
+pub use machine::{
+    ApprovalDecision, ApprovalRequest, Effect, ResumeAction, ResumeError, RunMachine, ToolInvocation, ToolResult,
+    Transition,
+};

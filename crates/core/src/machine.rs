@@ -30,6 +30,10 @@ pub enum Effect {
     /// Ask a human about these calls and report with
     /// [`RunMachine::on_approvals`].
     RequestApprovals(Vec<ApprovalRequest>),
+    /// The run is paused until a person acts; the outcome's status says for
+    /// what, and its `pending` lists the calls concerned. The driver lets
+    /// the run go (another process may take it up).
+    Suspend(Box<RunOutcome>),
     /// The run is over.
     Finish(Box<RunOutcome>),
 }
@@ -60,6 +64,10 @@ pub struct ToolResult {
 pub struct ApprovalRequest {
     pub step: u32,
     pub call_id: String,
+    /// `run:step:index`, what `rein approvals` takes.
+    pub approval_id: String,
+    /// When the request lapses and counts as rejected (Unix ms).
+    pub expires_at_ms: u64,
     pub tool: String,
     pub risk: RiskTier,
     pub arguments: Value,
@@ -114,6 +122,80 @@ pub struct Transition {
 struct PendingCall {
     invocation: ToolInvocation,
     needs_approval: bool,
+    /// The journaled approval request, once there is one.
+    approval: Option<RequestedApproval>,
+    reconciliation: ReconcileState,
+}
+
+#[derive(Debug, Clone)]
+struct RequestedApproval {
+    rationale: Option<String>,
+    expires_at_ms: u64,
+}
+
+/// One approval decision, as it will be journaled.
+struct Verdict {
+    call_id: String,
+    tool: String,
+    approved: bool,
+    by: String,
+    note: Option<String>,
+    edited_arguments: Option<Value>,
+}
+
+impl Verdict {
+    fn approve(call_id: String, tool: String, by: String, edited_arguments: Option<Value>) -> Self {
+        let note = edited_arguments.is_some().then(|| "approved with edited arguments".to_owned());
+        Self { call_id, tool, approved: true, by, note, edited_arguments }
+    }
+
+    fn reject(call_id: String, tool: String, by: String, note: Option<String>) -> Self {
+        Self { call_id, tool, approved: false, by, note, edited_arguments: None }
+    }
+}
+
+/// Whether a call that may have run before a crash may run (again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReconcileState {
+    /// Nothing known against it.
+    Clear,
+    /// A person must say whether it took effect.
+    Required,
+    /// A person said it did not: run it again.
+    Retry,
+}
+
+/// How a process takes a run up again from its journal.
+#[derive(Debug, Clone)]
+pub enum ResumeAction {
+    /// Go on from where the journal ends (after a crash, or to retry
+    /// lapsed approvals).
+    Continue,
+    /// Decide on approval requests the run waits for.
+    Decide(Vec<ApprovalDecision>),
+    /// Say what became of a call that needs reconciliation.
+    Reconcile { call_id: String, resolution: rein_types::Reconciliation, by: String },
+    /// Cancel the run.
+    Cancel { reason: String },
+}
+
+/// Why a run cannot be taken up as asked. Nothing was journaled.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ResumeError {
+    #[error("the run has no events")]
+    NoEvents,
+    #[error("the run already finished as {0}")]
+    Finished(RunStatus),
+    #[error("the run was started by agent `{journal}`, not `{given}`")]
+    WrongAgent { journal: String, given: String },
+    #[error("no approval request `{0}` is waiting in this run")]
+    NoSuchApproval(String),
+    #[error("the approval request for `{0}` has expired, which counts as a rejection")]
+    Expired(String),
+    #[error("the edited arguments do not match the tool's schema: {0}")]
+    InvalidEdit(String),
+    #[error("call `{0}` does not need reconciliation")]
+    NotReconcilable(String),
 }
 
 /// What the run remembers about one distinct call (tool + canonical args).
@@ -168,6 +250,16 @@ pub struct RunMachine {
     pending: Vec<PendingCall>,
     stop_tool_output: Option<String>,
     outcome: Option<RunOutcome>,
+    /// A model call was journaled and its answer was not.
+    awaiting_model: bool,
+    /// Time that does not count against the wall-clock limit: waiting for
+    /// people, and time the run was not running at all.
+    paused_ms: u64,
+    /// Since when the run has been waiting for approvals, if it is.
+    waiting_since_ms: Option<u64>,
+    /// Set while the run is suspended.
+    suspended: Option<RunStatus>,
+    last_event_at_ms: u64,
 }
 
 impl RunMachine {
@@ -237,6 +329,11 @@ impl RunMachine {
             pending: Vec::new(),
             stop_tool_output: None,
             outcome: None,
+            awaiting_model: false,
+            paused_ms: 0,
+            waiting_since_ms: None,
+            suspended: None,
+            last_event_at_ms: 0,
         }
     }
 
@@ -283,9 +380,50 @@ impl RunMachine {
         &self.messages
     }
 
-    /// When the run's wall-clock limit expires (Unix ms).
+    /// When the run's wall-clock limit expires (Unix ms). Time spent
+    /// waiting for people or not running at all is added back.
     pub fn deadline_ms(&self) -> u64 {
-        self.started_at_ms.saturating_add(self.plan.spec.limits.timeout_ms)
+        self.started_at_ms.saturating_add(self.plan.spec.limits.timeout_ms).saturating_add(self.paused_ms)
+    }
+
+    /// The status a run in this state has: its final one, a suspension, or
+    /// running.
+    pub fn status(&self) -> RunStatus {
+        match (&self.outcome, self.suspended) {
+            (Some(outcome), _) => outcome.status,
+            (None, Some(status)) => status,
+            (None, None) => RunStatus::Running,
+        }
+    }
+
+    /// What a person must decide for the run to go on: approval requests
+    /// not yet decided, and calls needing reconciliation.
+    pub fn pending_actions(&self) -> Vec<rein_types::PendingAction> {
+        self.pending
+            .iter()
+            .filter_map(|p| {
+                let risk = self.plan.catalog.spec(p.invocation.tool_index).risk;
+                let (kind, rationale, expires_at_ms) = if p.reconciliation == ReconcileState::Required {
+                    (rein_types::PendingKind::Reconciliation, None, None)
+                } else if p.needs_approval {
+                    let approval = p.approval.as_ref()?;
+                    (rein_types::PendingKind::Approval, approval.rationale.clone(), Some(approval.expires_at_ms))
+                } else {
+                    return None;
+                };
+                Some(rein_types::PendingAction {
+                    id: p.invocation.idempotency_key.0.clone(),
+                    kind,
+                    step: p.invocation.step,
+                    call_id: p.invocation.call_id.clone(),
+                    tool: p.invocation.tool.clone(),
+                    risk,
+                    arguments: p.invocation.arguments.clone(),
+                    rationale,
+                    expires_at_ms,
+                })
+            })
+            .collect()
     }
 
     pub fn outcome(&self) -> Option<&RunOutcome> {
@@ -428,62 +566,70 @@ impl RunMachine {
         }
     }
 
-    /// Humans decided on the calls of the last `RequestApprovals` effect.
+    /// People decided on the calls of the last `RequestApprovals` effect.
+    /// Requests past their expiry that nobody decided count as rejected.
+    /// When some stay undecided, the run waits: it asks again for those
+    /// not mentioned at all, and suspends as `waiting_approval` when the
+    /// approver said nobody can decide now.
     pub fn on_approvals(&mut self, decisions: Vec<ApprovalDecision>, now_ms: u64) -> Transition {
         let mut events = Vec::with_capacity(decisions.len() * 2 + 2);
+        let effect = self.decide(&mut events, decisions, now_ms);
+        Transition { events, effect }
+    }
+
+    fn decide(&mut self, events: &mut Vec<Event>, decisions: Vec<ApprovalDecision>, now_ms: u64) -> Effect {
         let step = self.step;
-        // A call nobody decided on must never run by default.
-        let undecided = self
-            .pending
-            .iter()
-            .find(|p| p.needs_approval && !decisions.iter().any(|d| d.call_id() == p.invocation.call_id))
-            .map(|p| p.invocation.tool.clone());
-        if let Some(tool) = undecided {
-            let explanation = explain::approval_unavailable(&tool, self.partial_results.len());
-            let effect =
-                self.finish(&mut events, now_ms, RunStatus::Escalated, "approval_required".into(), explanation, None);
-            return Transition { events, effect };
-        }
+        let mut waited_ms = self.waiting_since_ms.map_or(0, |since| now_ms.saturating_sub(since));
+        let mut unavailable = false;
+        let mut verdicts: Vec<Verdict> = Vec::new();
         for decision in decisions {
-            let Some(index) =
-                self.pending.iter().position(|p| p.needs_approval && p.invocation.call_id == decision.call_id())
+            let Some(pending) =
+                self.pending.iter().find(|p| p.needs_approval && p.invocation.call_id == decision.call_id())
             else {
                 continue;
             };
-            let tool = self.pending[index].invocation.tool.clone();
-            let call_id = self.pending[index].invocation.call_id.clone();
+            let call_id = pending.invocation.call_id.clone();
+            let tool = pending.invocation.tool.clone();
             // Every decision comes down to one journaled verdict.
-            let (approved, by, note, edited_arguments) = match decision {
-                ApprovalDecision::Approve { by, .. } => (true, by, None, None),
+            let verdict = match decision {
+                ApprovalDecision::Approve { by, .. } => Verdict::approve(call_id, tool, by, None),
                 ApprovalDecision::Edit { by, arguments, .. } => {
-                    let violations =
-                        self.plan.catalog.violations(self.pending[index].invocation.tool_index, &arguments);
+                    let violations = self.plan.catalog.violations(pending.invocation.tool_index, &arguments);
                     if violations.is_empty() {
-                        (true, by, Some("approved with edited arguments".to_owned()), Some(arguments))
+                        Verdict::approve(call_id, tool, by, Some(arguments))
                     } else {
                         let note =
                             format!("edited arguments do not match the tool's schema: {}", violations.join("; "));
-                        (false, by, Some(note), None)
+                        Verdict::reject(call_id, tool, by, Some(note))
                     }
                 }
-                ApprovalDecision::Reject { by, reason, .. } => (false, by, reason, None),
+                ApprovalDecision::Reject { by, reason, .. } => Verdict::reject(call_id, tool, by, reason),
                 ApprovalDecision::Unavailable { .. } => {
-                    let explanation = explain::approval_unavailable(&tool, self.partial_results.len());
-                    let effect = self.finish(
-                        &mut events,
-                        now_ms,
-                        RunStatus::Escalated,
-                        "approval_required".into(),
-                        explanation,
-                        None,
-                    );
-                    return Transition { events, effect };
+                    unavailable = true;
+                    continue;
                 }
             };
+            verdicts.push(verdict);
+        }
+        // Lapsed requests nobody decided on count as rejected.
+        let lapsed = format!(
+            "the request expired after {} without a decision",
+            policy::human_duration(self.plan.spec.limits.approval_timeout_ms)
+        );
+        for p in &self.pending {
+            if p.needs_approval
+                && p.approval.as_ref().is_some_and(|a| now_ms >= a.expires_at_ms)
+                && !verdicts.iter().any(|v| v.call_id == p.invocation.call_id)
+            {
+                let (call_id, tool) = (p.invocation.call_id.clone(), p.invocation.tool.clone());
+                verdicts.push(Verdict::reject(call_id, tool, "expiry".to_owned(), Some(lapsed.clone())));
+            }
+        }
+        for Verdict { call_id, tool, approved, by, note, edited_arguments } in verdicts {
             // A rejection is told to the model (as the call's observation).
             let rejection = (!approved).then(|| explain::approval_rejected(&tool, note.as_deref()));
             self.emit(
-                &mut events,
+                events,
                 now_ms,
                 EventKind::ApprovalDecided {
                     step,
@@ -491,13 +637,14 @@ impl RunMachine {
                     tool: tool.clone(),
                     approved,
                     by,
+                    waited_ms: std::mem::take(&mut waited_ms),
                     note,
                     edited_arguments,
                 },
             );
             if let Some(message) = rejection {
                 self.emit(
-                    &mut events,
+                    events,
                     now_ms,
                     EventKind::ToolCallRejected {
                         step,
@@ -509,8 +656,249 @@ impl RunMachine {
                 );
             }
         }
-        let effect = self.execute_pending(&mut events, now_ms);
-        Transition { events, effect }
+        if self.pending.iter().any(|p| p.needs_approval) {
+            if unavailable {
+                let waiting: Vec<String> =
+                    self.approval_requests().into_iter().map(|r| format!("`{}` ({})", r.tool, r.approval_id)).collect();
+                let explanation = explain::waiting_for_approval(&waiting);
+                return self.suspend(events, now_ms, RunStatus::WaitingApproval, "approval_required", explanation);
+            }
+            return Effect::RequestApprovals(self.approval_requests());
+        }
+        self.execute_pending(events, now_ms)
+    }
+
+    /// Pauses the run until a person acts.
+    fn suspend(
+        &mut self,
+        events: &mut Vec<Event>,
+        now_ms: u64,
+        status: RunStatus,
+        reason: &str,
+        explanation: String,
+    ) -> Effect {
+        self.emit(
+            events,
+            now_ms,
+            EventKind::RunSuspended { status, reason: reason.to_owned(), explanation: explanation.clone() },
+        );
+        Effect::Suspend(Box::new(self.snapshot(status, reason.to_owned(), explanation)))
+    }
+
+    /// The outcome so far of a run that has not finished.
+    fn snapshot(&self, status: RunStatus, reason: String, explanation: String) -> RunOutcome {
+        RunOutcome {
+            run_id: self.run_id,
+            agent: self.plan.spec.name.clone(),
+            agent_version: self.plan.version.clone(),
+            status,
+            output: self.last_text.clone(),
+            reason,
+            explanation,
+            limit: None,
+            partial_results: self.partial_results.clone(),
+            unbacked_claims: Vec::new(),
+            steps: self.step,
+            usage: self.usage,
+            cost_usd: self.cost_usd,
+            duration_ms: self.last_event_at_ms.saturating_sub(self.started_at_ms),
+            pending: self.pending_actions(),
+        }
+    }
+
+    // ----- resuming -----------------------------------------------------------
+
+    /// Takes a run up again from its journal: replays `events`, journals
+    /// that process `by` resumed it, and carries out `action`. Completed
+    /// model and tool calls are not repeated: their results are in the
+    /// journal. What was in flight when the journal ends is done again when
+    /// that is safe — a model call, a `read` call, a call to an idempotent
+    /// tool (with the same idempotency key) — and otherwise the run
+    /// suspends as `needs_reconciliation` for a person to say what
+    /// happened.
+    ///
+    /// Nothing is journaled when the action cannot apply (an unknown
+    /// approval, an invalid edit).
+    pub fn resume(
+        plan: Arc<AgentPlan>,
+        run_id: RunId,
+        events: &[Event],
+        by: &str,
+        action: ResumeAction,
+        now_ms: u64,
+    ) -> Result<(Self, Transition), ResumeError> {
+        let Some(last) = events.last() else { return Err(ResumeError::NoEvents) };
+        if let Some(EventKind::RunStarted { agent, .. }) = events.first().map(|e| &e.kind)
+            && *agent != plan.spec.name
+        {
+            return Err(ResumeError::WrongAgent { journal: agent.clone(), given: plan.spec.name.clone() });
+        }
+        let mut machine = Self::replay(plan, run_id, events);
+        if let Some(outcome) = &machine.outcome {
+            return Err(ResumeError::Finished(outcome.status));
+        }
+        machine.check_action(&action, now_ms)?;
+        let mut out = Vec::with_capacity(4);
+        let paused_ms = now_ms.saturating_sub(last.at_ms);
+        machine.emit(&mut out, now_ms, EventKind::RunResumed { by: by.to_owned(), paused_ms });
+        let effect = match action {
+            ResumeAction::Continue => machine.continue_run(&mut out, now_ms),
+            ResumeAction::Decide(decisions) => machine.decide(&mut out, decisions, now_ms),
+            ResumeAction::Reconcile { call_id, resolution, by } => {
+                machine.reconcile(&mut out, call_id, resolution, by, now_ms)
+            }
+            ResumeAction::Cancel { reason } => {
+                let explanation = explain::cancelled(&reason, machine.partial_results.len());
+                machine.finish(&mut out, now_ms, RunStatus::Cancelled, "cancelled".into(), explanation, None)
+            }
+        };
+        Ok((machine, Transition { events: out, effect }))
+    }
+
+    fn check_action(&self, action: &ResumeAction, now_ms: u64) -> Result<(), ResumeError> {
+        match action {
+            ResumeAction::Continue | ResumeAction::Cancel { .. } => Ok(()),
+            ResumeAction::Decide(decisions) => {
+                for decision in decisions {
+                    let Some(p) =
+                        self.pending.iter().find(|p| p.needs_approval && p.invocation.call_id == decision.call_id())
+                    else {
+                        return Err(ResumeError::NoSuchApproval(decision.call_id().to_owned()));
+                    };
+                    if p.approval.as_ref().is_some_and(|a| now_ms >= a.expires_at_ms) {
+                        return Err(ResumeError::Expired(p.invocation.tool.clone()));
+                    }
+                    if let ApprovalDecision::Edit { arguments, .. } = decision {
+                        let violations = self.plan.catalog.violations(p.invocation.tool_index, arguments);
+                        if !violations.is_empty() {
+                            return Err(ResumeError::InvalidEdit(violations.join("; ")));
+                        }
+                    }
+                }
+                Ok(())
+            }
+            ResumeAction::Reconcile { call_id, .. } => {
+                if self
+                    .pending
+                    .iter()
+                    .any(|p| p.invocation.call_id == *call_id && p.reconciliation == ReconcileState::Required)
+                {
+                    Ok(())
+                } else {
+                    Err(ResumeError::NotReconcilable(call_id.clone()))
+                }
+            }
+        }
+    }
+
+    /// Goes on from where the journal ends.
+    fn continue_run(&mut self, events: &mut Vec<Event>, now_ms: u64) -> Effect {
+        if self.awaiting_model {
+            // The answer was never journaled: ask again.
+            if now_ms >= self.deadline_ms() {
+                let detail = policy::timeout_detail(&self.plan.spec.limits);
+                return self.limit(events, now_ms, LimitKind::Timeout, detail);
+            }
+            return Effect::CallModel;
+        }
+        if self.pending.is_empty() {
+            return self.after_step(events, now_ms);
+        }
+        if self.pending.iter().any(|p| p.needs_approval) {
+            // Nothing of this turn ran yet: calls run once every approval
+            // is in. Lapsed requests are rejected on the way.
+            return self.decide(events, Vec::new(), now_ms);
+        }
+        self.reconcile_or_execute(events, now_ms)
+    }
+
+    /// Runs the turn's calls again, unless one of them may already have
+    /// changed something and cannot safely run twice.
+    fn reconcile_or_execute(&mut self, events: &mut Vec<Event>, now_ms: u64) -> Effect {
+        let step = self.step;
+        let unsafe_to_repeat: Vec<(String, String, Value, String)> = self
+            .pending
+            .iter()
+            .filter(|p| p.reconciliation != ReconcileState::Retry)
+            .filter(|p| {
+                let spec = self.plan.catalog.spec(p.invocation.tool_index);
+                spec.risk != RiskTier::Read && !spec.idempotent
+            })
+            .map(|p| {
+                let i = &p.invocation;
+                (i.call_id.clone(), i.tool.clone(), i.arguments.clone(), i.idempotency_key.0.clone())
+            })
+            .collect();
+        if unsafe_to_repeat.is_empty() {
+            return self.execute_pending(events, now_ms);
+        }
+        let mut listed = Vec::with_capacity(unsafe_to_repeat.len());
+        for (call_id, tool, arguments, idempotency_key) in unsafe_to_repeat {
+            listed.push(format!("`{tool}` ({idempotency_key})"));
+            let already = self
+                .pending
+                .iter()
+                .any(|p| p.invocation.call_id == call_id && p.reconciliation == ReconcileState::Required);
+            if !already {
+                self.emit(
+                    events,
+                    now_ms,
+                    EventKind::ReconciliationRequired { step, call_id, tool, arguments, idempotency_key },
+                );
+            }
+        }
+        let explanation = explain::needs_reconciliation(&listed);
+        self.suspend(events, now_ms, RunStatus::NeedsReconciliation, "needs_reconciliation", explanation)
+    }
+
+    fn reconcile(
+        &mut self,
+        events: &mut Vec<Event>,
+        call_id: String,
+        resolution: rein_types::Reconciliation,
+        by: String,
+        now_ms: u64,
+    ) -> Effect {
+        let step = self.step;
+        let Some(tool) =
+            self.pending.iter().find(|p| p.invocation.call_id == call_id).map(|p| p.invocation.tool.clone())
+        else {
+            // `check_action` found the call; nothing else removes it.
+            return self.continue_run(events, now_ms);
+        };
+        self.emit(
+            events,
+            now_ms,
+            EventKind::CallReconciled {
+                step,
+                call_id: call_id.clone(),
+                tool: tool.clone(),
+                resolution: resolution.clone(),
+                by: by.clone(),
+            },
+        );
+        match resolution {
+            rein_types::Reconciliation::Done { result } => {
+                let outcome = ToolOutcome::ok(result);
+                self.emit(events, now_ms, EventKind::ToolCallExecuted { step, call_id, tool, outcome, latency_ms: 0 });
+                if self.pending.is_empty() {
+                    return self.after_step(events, now_ms);
+                }
+                self.reconcile_or_execute(events, now_ms)
+            }
+            rein_types::Reconciliation::Retry => self.reconcile_or_execute(events, now_ms),
+            rein_types::Reconciliation::Fail { reason } => {
+                let message = format!("{by} marked this call as failed: {reason}");
+                let outcome = ToolOutcome::error(message);
+                self.emit(
+                    events,
+                    now_ms,
+                    EventKind::ToolCallExecuted { step, call_id, tool: tool.clone(), outcome, latency_ms: 0 },
+                );
+                let explanation = explain::reconciled_failed(&tool, &by, &reason, self.partial_results.len());
+                self.finish(events, now_ms, RunStatus::Failed, "reconciled_failed".into(), explanation, None)
+            }
+        }
     }
 
     /// The run's wall-clock limit passed while an effect was in progress.
@@ -808,23 +1196,64 @@ impl RunMachine {
             Some(Message::Assistant { text: Some(text), .. }) if !text.trim().is_empty() => Some(text.clone()),
             _ => None,
         };
-        let approvals: Vec<ApprovalRequest> = self
+        // Each request is journaled with its preview before anyone is
+        // asked, so a person can decide on it from any process.
+        let expires_at_ms = now_ms.saturating_add(self.plan.spec.limits.approval_timeout_ms);
+        let to_request: Vec<(String, String, String, RiskTier, Value)> = self
             .pending
             .iter()
-            .filter(|p| p.needs_approval)
-            .map(|p| ApprovalRequest {
-                step,
-                call_id: p.invocation.call_id.clone(),
-                tool: p.invocation.tool.clone(),
-                risk: self.plan.catalog.spec(p.invocation.tool_index).risk,
-                arguments: p.invocation.arguments.clone(),
-                rationale: rationale.clone(),
+            .filter(|p| p.needs_approval && p.approval.is_none())
+            .map(|p| {
+                let risk = self.plan.catalog.spec(p.invocation.tool_index).risk;
+                let i = &p.invocation;
+                (i.call_id.clone(), i.idempotency_key.0.clone(), i.tool.clone(), risk, i.arguments.clone())
             })
             .collect();
-        if !approvals.is_empty() {
-            return Effect::RequestApprovals(approvals);
+        for (call_id, approval_id, tool, risk, arguments) in to_request {
+            self.emit(
+                events,
+                now_ms,
+                EventKind::ApprovalRequested {
+                    step,
+                    call_id,
+                    approval_id,
+                    tool,
+                    risk,
+                    arguments,
+                    rationale: rationale.clone(),
+                    expires_at_ms,
+                },
+            );
         }
-        self.execute_pending(events, now_ms)
+        self.request_approvals_or_execute(events, now_ms)
+    }
+
+    /// Asks for the approvals still undecided, or runs the calls when none
+    /// are.
+    fn request_approvals_or_execute(&mut self, events: &mut Vec<Event>, now_ms: u64) -> Effect {
+        let requests = self.approval_requests();
+        if requests.is_empty() { self.execute_pending(events, now_ms) } else { Effect::RequestApprovals(requests) }
+    }
+
+    /// The journaled approval requests not yet decided.
+    fn approval_requests(&self) -> Vec<ApprovalRequest> {
+        self.pending
+            .iter()
+            .filter(|p| p.needs_approval)
+            .filter_map(|p| {
+                let approval = p.approval.as_ref()?;
+                Some(ApprovalRequest {
+                    step: p.invocation.step,
+                    call_id: p.invocation.call_id.clone(),
+                    approval_id: p.invocation.idempotency_key.0.clone(),
+                    expires_at_ms: approval.expires_at_ms,
+                    tool: p.invocation.tool.clone(),
+                    risk: self.plan.catalog.spec(p.invocation.tool_index).risk,
+                    arguments: p.invocation.arguments.clone(),
+                    rationale: approval.rationale.clone(),
+                })
+            })
+            .collect()
     }
 
     /// Runs the accepted calls, or moves on when none are left.
@@ -990,6 +1419,7 @@ impl RunMachine {
     /// Changes the state from one event. The only place state changes.
     pub fn apply(&mut self, event: &Event) {
         self.next_seq = event.seq + 1;
+        self.last_event_at_ms = event.at_ms;
         match &event.kind {
             EventKind::RunStarted { input, .. } => {
                 self.started_at_ms = event.at_ms;
@@ -1007,8 +1437,10 @@ impl RunMachine {
                 self.step_added_information = false;
                 self.step_open_calls = 0;
                 self.call_keys.clear();
+                self.awaiting_model = true;
             }
             EventKind::ModelResponded { text, tool_calls, usage, cost_usd, finish_reason, .. } => {
+                self.awaiting_model = false;
                 self.usage += *usage;
                 self.cost_usd += cost_usd;
                 self.last_finish = *finish_reason;
@@ -1030,7 +1462,44 @@ impl RunMachine {
                 }
                 self.push_message(Message::Assistant { text: text.clone(), tool_calls: tool_calls.clone() });
             }
-            EventKind::ModelFailed { .. } | EventKind::ControlNotice { .. } | EventKind::LimitHit { .. } => {}
+            EventKind::ModelFailed { .. } => self.awaiting_model = false,
+            EventKind::ControlNotice { .. } | EventKind::LimitHit { .. } => {}
+            EventKind::ApprovalRequested { call_id, rationale, expires_at_ms, .. } => {
+                if let Some(pending) = self.pending.iter_mut().find(|p| p.invocation.call_id == *call_id) {
+                    pending.approval =
+                        Some(RequestedApproval { rationale: rationale.clone(), expires_at_ms: *expires_at_ms });
+                }
+                self.waiting_since_ms.get_or_insert(event.at_ms);
+            }
+            EventKind::ReconciliationRequired { call_id, .. } => {
+                if let Some(pending) = self.pending.iter_mut().find(|p| p.invocation.call_id == *call_id) {
+                    pending.reconciliation = ReconcileState::Required;
+                }
+            }
+            EventKind::CallReconciled { call_id, resolution, .. } => {
+                if let Some(pending) = self.pending.iter_mut().find(|p| p.invocation.call_id == *call_id) {
+                    pending.reconciliation = match resolution {
+                        rein_types::Reconciliation::Retry => ReconcileState::Retry,
+                        _ => ReconcileState::Clear,
+                    };
+                }
+            }
+            EventKind::RunSuspended { status, .. } => self.suspended = Some(*status),
+            EventKind::RunResumed { paused_ms, .. } => {
+                self.suspended = None;
+                self.paused_ms += paused_ms;
+                // The pause is already counted; waiting goes on from here.
+                if self.waiting_since_ms.is_some() {
+                    self.waiting_since_ms = Some(event.at_ms);
+                }
+                // A call retried before the process died again may have
+                // run again: it is judged afresh.
+                for pending in &mut self.pending {
+                    if pending.reconciliation == ReconcileState::Retry {
+                        pending.reconciliation = ReconcileState::Clear;
+                    }
+                }
+            }
             EventKind::ContextSummarised { summary, .. } => {
                 // The system prompt and the task stay; everything after them
                 // becomes the summary.
@@ -1061,6 +1530,8 @@ impl RunMachine {
                             timeout_ms: self.plan.spec.limits.tool_timeout_ms,
                         },
                         needs_approval: spec.approval == rein_types::Approval::Required,
+                        approval: None,
+                        reconciliation: ReconcileState::Clear,
                     });
                 }
                 self.consecutive_invalid = 0;
@@ -1104,15 +1575,19 @@ impl RunMachine {
                 });
                 self.resolve_call();
             }
-            EventKind::ApprovalDecided { call_id, edited_arguments, approved: true, .. } => {
-                if let Some(pending) = self.pending.iter_mut().find(|p| p.invocation.call_id == *call_id) {
+            EventKind::ApprovalDecided { call_id, edited_arguments, approved, waited_ms, .. } => {
+                self.paused_ms += waited_ms;
+                if *approved && let Some(pending) = self.pending.iter_mut().find(|p| p.invocation.call_id == *call_id) {
                     pending.needs_approval = false;
                     if let Some(arguments) = edited_arguments {
                         pending.invocation.arguments = arguments.clone();
                     }
                 }
+                // The wait so far is counted; what remains is measured from
+                // here.
+                let others_waiting = self.pending.iter().any(|p| p.needs_approval && p.invocation.call_id != *call_id);
+                self.waiting_since_ms = others_waiting.then_some(event.at_ms);
             }
-            EventKind::ApprovalDecided { .. } => {}
             EventKind::ToolCallExecuted { call_id, tool, outcome, .. } => {
                 let observation = outcome.to_observation();
                 if self.seen_observations.insert(stable_hash(&[tool.as_bytes(), observation.as_bytes()])) {

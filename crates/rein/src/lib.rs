@@ -45,11 +45,14 @@
 
 mod load;
 
-pub use load::{LoadError, LoadedAgent, Overrides, load_agent};
-pub use rein_core::{AgentPlan, CallRecord, RunRecord, StepRecord};
+pub use load::{AgentDefinition, LoadError, LoadedAgent, Overrides, load_agent, load_definition};
+pub use rein_core::fold::outcome_of;
+pub use rein_core::{
+    AgentPlan, AuditEntry, CallRecord, ResumeAction, ResumeError, RunRecord, StepRecord, audit_entries, pending_actions,
+};
 pub use rein_runtime::{
     Agent, AgentBuilder, ApprovalDecision, ApprovalRequest, Approver, CancellationToken, Durability, Hooks, NoApprover,
-    RunInfo, RunOptions, Runtime, RuntimeError,
+    RunInfo, RunOptions, Runtime, RuntimeError, StopSignal, StopWatcher,
 };
 pub use rein_tools::{FnTool, ToolError};
 pub use rein_types::*;

@@ -1,11 +1,17 @@
-//! From an agent file to a runnable [`Agent`]: parse and validate the TOML,
-//! build the provider (with its failover chain), build each declared tool, and assemble them. The
-//! version recorded on runs is the hash of the resolved spec, after
+//! From an agent file to a runnable [`Agent`]: parse and validate the TOML
+//! into an [`AgentDefinition`] (everything needed to build the agent, as
+//! data), then build the provider (with its failover chain) and each declared
+//! tool. The version recorded on runs is the hash of the resolved spec, after
 //! overrides, so a run always names exactly what ran.
+//!
+//! A definition is what the store registers under the agent's name and
+//! version: resuming a run rebuilds its agent from the definition the run
+//! started with, not from whatever the file says today.
 
 use rein_config::{ConfigError, Diagnostic};
 use rein_runtime::{Agent, RuntimeError};
-use rein_types::{ModelRef, Tool};
+use rein_types::{AgentSpec, ModelRef, Phase, ProviderDecl, Tool, ToolImpl, ToolSpec};
+use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -31,17 +37,73 @@ pub enum LoadError {
     Tool { tool: String, message: String },
     #[error("{0}")]
     Runtime(#[from] RuntimeError),
+    #[error("stored agent definition is unreadable: {0}")]
+    Definition(String),
 }
 
 /// A loaded agent and what validation warned about.
 pub struct LoadedAgent {
     pub agent: Agent,
+    pub definition: AgentDefinition,
     pub warnings: Vec<Diagnostic>,
 }
 
-/// Loads the agent file at `path`, applying `overrides`. `client` is shared
-/// by the provider and the HTTP tools (one connection pool per process).
-pub fn load_agent(path: &Path, overrides: &Overrides, client: &reqwest::Client) -> Result<LoadedAgent, LoadError> {
+/// Everything needed to build an agent, as data: what the store keeps per
+/// agent version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentDefinition {
+    pub spec: AgentSpec,
+    /// How to reach the primary model's provider.
+    pub provider: ProviderDecl,
+    /// `[model] fallbacks`, in order.
+    #[serde(default)]
+    pub fallbacks: Vec<(ModelRef, ProviderDecl)>,
+    /// `[model.routes]`.
+    #[serde(default)]
+    pub routes: Vec<(Phase, ModelRef, ProviderDecl)>,
+    /// Each tool's spec and implementation, in the order of `spec.tools`.
+    pub tools: Vec<(ToolSpec, ToolImpl)>,
+}
+
+impl AgentDefinition {
+    /// As stored.
+    pub fn to_json(&self) -> serde_json::Value {
+        // Every field is plain data (strings, numbers, maps with string
+        // keys), which always serialises.
+        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+    }
+
+    pub fn from_json(value: serde_json::Value) -> Result<Self, LoadError> {
+        serde_json::from_value(value).map_err(|e| LoadError::Definition(e.to_string()))
+    }
+
+    /// Builds the runnable agent. `client` is shared by the provider and
+    /// the HTTP tools (one connection pool per process).
+    pub fn build(&self, client: &reqwest::Client) -> Result<Agent, LoadError> {
+        // The primary, then `[model] fallbacks`, each behind its endpoint's
+        // breaker and limits, shared with every other agent in the process.
+        let model =
+            rein_providers::build_chain((&self.spec.model, &self.provider), &self.fallbacks, Some(client.clone()))?;
+        let mut tools: Vec<Arc<dyn Tool>> = Vec::with_capacity(self.tools.len());
+        for (spec, implementation) in &self.tools {
+            let built = rein_tools::build_tool(spec.clone(), implementation, client)
+                .map_err(|e| LoadError::Tool { tool: spec.name.to_string(), message: e.to_string() })?;
+            if let Some(tool) = built {
+                tools.push(tool);
+            }
+        }
+        // `[model.routes]`: a model per phase, each behind its own endpoint's
+        // breaker and limits.
+        let mut routes = Vec::with_capacity(self.routes.len());
+        for (phase, model, provider) in &self.routes {
+            routes.push((*phase, rein_providers::build_chain((model, provider), &[], Some(client.clone()))?));
+        }
+        Ok(Agent::from_spec(self.spec.clone(), model, tools)?.with_route_models(routes)?)
+    }
+}
+
+/// Loads the agent file at `path` into a definition, applying `overrides`.
+pub fn load_definition(path: &Path, overrides: &Overrides) -> Result<(AgentDefinition, Vec<Diagnostic>), LoadError> {
     let mut loaded = rein_config::load_agent(path)?;
     if let Some(model) = &overrides.model {
         let model_ref = ModelRef::parse(model).ok_or_else(|| LoadError::BadModelOverride(model.clone()))?;
@@ -55,25 +117,21 @@ pub fn load_agent(path: &Path, overrides: &Overrides, client: &reqwest::Client) 
     if let Some(extra) = loaded.spec.extra.as_object_mut() {
         extra.insert("provider".into(), serde_json::to_value(&loaded.provider).unwrap_or_default());
     }
-    // The primary, then `[model] fallbacks`, each behind its endpoint's
-    // breaker and limits, shared with every other agent in the process.
-    let fallbacks: Vec<(ModelRef, rein_types::ProviderDecl)> =
-        loaded.fallbacks.iter().map(|f| (f.model.clone(), f.provider.clone())).collect();
-    let model = rein_providers::build_chain((&loaded.spec.model, &loaded.provider), &fallbacks, Some(client.clone()))?;
-    let mut tools: Vec<Arc<dyn Tool>> = Vec::with_capacity(loaded.tools.len());
-    for declared in &loaded.tools {
-        let built = rein_tools::build_tool(declared.spec.clone(), &declared.implementation, client)
-            .map_err(|e| LoadError::Tool { tool: declared.spec.name.to_string(), message: e.to_string() })?;
-        if let Some(tool) = built {
-            tools.push(tool);
-        }
-    }
-    // `[model.routes]`: a model per phase, each behind its own endpoint's
-    // breaker and limits.
-    let mut routes = Vec::with_capacity(loaded.routes.len());
-    for (phase, route) in &loaded.routes {
-        routes.push((*phase, rein_providers::build_chain((&route.model, &route.provider), &[], Some(client.clone()))?));
-    }
-    let agent = Agent::from_spec(loaded.spec, model, tools)?.with_route_models(routes)?;
-    Ok(LoadedAgent { agent, warnings: loaded.warnings })
+    let definition = AgentDefinition {
+        fallbacks: loaded.fallbacks.iter().map(|f| (f.model.clone(), f.provider.clone())).collect(),
+        routes: loaded.routes.iter().map(|(phase, r)| (*phase, r.model.clone(), r.provider.clone())).collect(),
+        tools: loaded.tools.iter().map(|t| (t.spec.clone(), t.implementation.clone())).collect(),
+        provider: loaded.provider,
+        spec: loaded.spec,
+    };
+    Ok((definition, loaded.warnings))
+}
+
+/// Loads the agent file at `path`, applying `overrides`, and builds it.
+/// `client` is shared by the provider and the HTTP tools (one connection
+/// pool per process).
+pub fn load_agent(path: &Path, overrides: &Overrides, client: &reqwest::Client) -> Result<LoadedAgent, LoadError> {
+    let (definition, warnings) = load_definition(path, overrides)?;
+    let agent = definition.build(client)?;
+    Ok(LoadedAgent { agent, definition, warnings })
 }

@@ -13,9 +13,10 @@ use crate::agent::Agent;
 use crate::approval::{Approver, NoApprover};
 use crate::durability::{Durability, RunLog};
 use crate::hooks::{Hooks, RunInfo};
+use crate::stop::StopSignal;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
-use rein_core::{Effect, RunMachine, ToolInvocation, ToolResult, Transition};
+use rein_core::{Effect, ResumeAction, ResumeError, RunMachine, ToolInvocation, ToolResult, Transition};
 use rein_types::{
     Clock, Journal, JournalError, RiskTier, RunId, RunOutcome, StreamDelta, SystemClock, ToolContext, ToolOutcome,
 };
@@ -33,6 +34,9 @@ pub enum RuntimeError {
     Journal(#[from] JournalError),
     #[error("invalid agent: {0}")]
     InvalidAgent(String),
+    /// The run cannot be taken up as asked; nothing was journaled.
+    #[error("cannot resume run {run}: {error}")]
+    Resume { run: RunId, error: ResumeError },
 }
 
 /// Per-run options.
@@ -40,8 +44,20 @@ pub enum RuntimeError {
 pub struct RunOptions {
     /// Use this id instead of a fresh one.
     pub run_id: Option<RunId>,
-    /// Cancel the run from elsewhere; it stops as `cancelled`.
+    /// Cancel the run from elsewhere; it stops as `cancelled` at once,
+    /// interrupting tool calls in flight.
     pub cancel: Option<CancellationToken>,
+    /// Stop the run at its next step boundary as `cancelled` (the kill
+    /// switch): tool calls in flight finish and are journaled first; a
+    /// model call or a wait for approval is abandoned.
+    pub stop: Option<StopSignal>,
+}
+
+/// What can stop a run from outside: cancellation (at once) and the kill
+/// switch (at the next step boundary).
+struct Signals {
+    cancel: CancellationToken,
+    stop: StopSignal,
 }
 
 /// Runs agents, journaling every step. Cheap to clone; share one per process.
@@ -54,6 +70,8 @@ pub struct Runtime {
     durability: Durability,
     /// Whether model calls stream: set when a hook wants deltas.
     streaming: bool,
+    /// Who this process is, journaled when it resumes a run.
+    identity: Arc<str>,
 }
 
 impl Runtime {
@@ -67,7 +85,15 @@ impl Runtime {
             approver: Arc::new(NoApprover),
             durability: Durability::default(),
             streaming: false,
+            identity: Arc::from(format!("pid/{}", std::process::id())),
         }
+    }
+
+    /// How this process names itself in the journal when it resumes a run
+    /// (the store's process identity, `host/pid/start`).
+    pub fn with_identity(mut self, identity: impl Into<String>) -> Self {
+        self.identity = Arc::from(identity.into());
+        self
     }
 
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
@@ -110,17 +136,60 @@ impl Runtime {
         options: RunOptions,
     ) -> Result<RunOutcome, RuntimeError> {
         let run_id = options.run_id.unwrap_or_default();
-        let cancel = options.cancel.unwrap_or_default();
-        let (mut machine, mut transition) =
-            RunMachine::start(agent.plan.clone(), run_id, input.into(), self.clock.now_ms());
+        let (machine, transition) = RunMachine::start(agent.plan.clone(), run_id, input.into(), self.clock.now_ms());
+        self.drive(agent, machine, transition, options).await
+    }
+
+    /// Takes up a run from its journal — after a crash, or to act on a
+    /// suspended run — and drives it on to its end or its next suspension.
+    /// `agent` must be the version the run started with (the caller looks
+    /// it up by the name and version of the run's `run_started`).
+    ///
+    /// Completed model and tool calls are replayed from the journal, not
+    /// repeated; see [`RunMachine::resume`] for what happens to calls that
+    /// were in flight.
+    pub async fn resume(
+        &self,
+        agent: &Agent,
+        run_id: RunId,
+        action: ResumeAction,
+        options: RunOptions,
+    ) -> Result<RunOutcome, RuntimeError> {
+        let events = self.journal.events(run_id).await?;
+        let (machine, transition) =
+            RunMachine::resume(agent.plan.clone(), run_id, &events, &self.identity, action, self.clock.now_ms())
+                .map_err(|error| RuntimeError::Resume { run: run_id, error })?;
+        self.drive(agent, machine, transition, options).await
+    }
+
+    async fn drive(
+        &self,
+        agent: &Agent,
+        mut machine: RunMachine,
+        mut transition: Transition,
+        options: RunOptions,
+    ) -> Result<RunOutcome, RuntimeError> {
+        let run_id = machine.run_id();
+        let signals = Signals { cancel: options.cancel.unwrap_or_default(), stop: options.stop.unwrap_or_default() };
+        let Signals { cancel, stop } = &signals;
         let mut log = RunLog::new(self.journal.as_ref(), self.durability);
         // Set after a state-changing tool ran, so its result is committed
         // before the model sees it.
         let mut after_side_effect = false;
         loop {
             let Transition { events, effect } = transition;
+            // The kill switch acts at step boundaries: before a model call,
+            // before tools start, before waiting for people.
+            if let Some(reason) = stop.reason()
+                && !matches!(effect, Effect::Finish(_))
+            {
+                self.notify(&machine, agent, &events);
+                log.record(events, false).await?;
+                transition = machine.on_cancel(&reason, self.clock.now_ms());
+                continue;
+            }
             let force = match &effect {
-                Effect::Finish(_) | Effect::RequestApprovals(_) => true,
+                Effect::Finish(_) | Effect::Suspend(_) | Effect::RequestApprovals(_) => true,
                 Effect::ExecuteTools(calls) => {
                     let changes = calls.iter().any(|c| agent.plan.catalog.spec(c.tool_index).risk != RiskTier::Read);
                     std::mem::replace(&mut after_side_effect, changes) || changes
@@ -128,28 +197,34 @@ impl Runtime {
                 Effect::CallModel => std::mem::take(&mut after_side_effect),
             };
             if let Effect::CallModel = effect {
-                transition = self.call_model(agent, &mut machine, &mut log, events, force, &cancel).await?;
+                transition = self.call_model(agent, &mut machine, &mut log, events, force, &signals).await?;
                 continue;
             }
             self.notify(&machine, agent, &events);
             log.record(events, force).await?;
             transition = match effect {
-                Effect::Finish(outcome) => return Ok(*outcome),
+                Effect::Finish(outcome) | Effect::Suspend(outcome) => return Ok(*outcome),
                 Effect::CallModel => unreachable!("handled above"),
-                Effect::ExecuteTools(calls) => self.call_tools(agent, &mut machine, calls, &cancel).await,
+                Effect::ExecuteTools(calls) => self.call_tools(agent, &mut machine, calls, cancel).await,
                 Effect::RequestApprovals(requests) => {
-                    let time_left = self.time_left(&machine);
+                    // Time waiting for people does not count against the
+                    // run's clock; the requests' expiry bounds the wait.
+                    let now = self.clock.now_ms();
+                    let expiry = requests.iter().map(|r| r.expires_at_ms).min().unwrap_or(now);
+                    let time_left = Duration::from_millis(expiry.saturating_sub(now));
                     let decisions = tokio::select! {
                         biased;
-                        _ = cancel.cancelled() => Err(true),
+                        _ = cancel.cancelled() => Err(Some("cancelled while waiting for approval".to_owned())),
+                        _ = stop.stopped() => Err(Some(stop.reason().unwrap_or_default())),
                         decisions = self.approver.decide(run_id, &requests) => Ok(decisions),
-                        _ = tokio::time::sleep(time_left) => Err(false),
+                        _ = tokio::time::sleep(time_left) => Err(None),
                     };
                     let now = self.clock.now_ms();
                     match decisions {
                         Ok(decisions) => machine.on_approvals(decisions, now),
-                        Err(true) => machine.on_cancel("cancelled while waiting for approval", now),
-                        Err(false) => machine.on_deadline(now),
+                        Err(Some(reason)) => machine.on_cancel(&reason, now),
+                        // The requests lapsed: they count as rejected.
+                        Err(None) => machine.on_approvals(Vec::new(), now),
                     }
                 }
             };
@@ -184,12 +259,12 @@ impl Runtime {
         log: &mut RunLog<'_>,
         events: Vec<rein_types::Event>,
         force: bool,
-        cancel: &CancellationToken,
+        Signals { cancel, stop }: &Signals,
     ) -> Result<Transition, RuntimeError> {
         enum Ended {
             Answered(Result<rein_types::ModelResponse, rein_types::ModelError>),
             Deadline,
-            Cancelled,
+            Cancelled(String),
         }
         let info = RunInfo { run_id: machine.run_id(), agent: agent.name(), step: machine.step() };
         let started = Instant::now();
@@ -227,7 +302,10 @@ impl Runtime {
                     let time_left = self.time_left(machine);
                     tokio::select! {
                         biased;
-                        _ = cancel.cancelled() => Ended::Cancelled,
+                        _ = cancel.cancelled() => Ended::Cancelled("cancelled during a model call".to_owned()),
+                        // A model call changes nothing: the kill switch need
+                        // not wait for it.
+                        _ = stop.stopped() => Ended::Cancelled(stop.reason().unwrap_or_default()),
                         result = call => Ended::Answered(result),
                         _ = tokio::time::sleep(time_left) => Ended::Deadline,
                     }
@@ -247,7 +325,7 @@ impl Runtime {
                 }
             }
             Ended::Deadline => machine.on_deadline(now),
-            Ended::Cancelled => machine.on_cancel("cancelled during a model call", now),
+            Ended::Cancelled(reason) => machine.on_cancel(&reason, now),
         })
     }
 

@@ -12,11 +12,15 @@ mod approval;
 mod driver;
 mod durability;
 mod hooks;
+mod stop;
+mod watcher;
 
 pub use agent::{Agent, AgentBuilder};
 pub use approval::{Approver, NoApprover};
 pub use driver::{RunOptions, Runtime, RuntimeError};
 pub use durability::Durability;
 pub use hooks::{Hooks, RunInfo};
-pub use rein_core::{ApprovalDecision, ApprovalRequest, ToolInvocation};
+pub use rein_core::{ApprovalDecision, ApprovalRequest, ResumeAction, ResumeError, ToolInvocation};
+pub use stop::StopSignal;
 pub use tokio_util::sync::CancellationToken;
+pub use watcher::StopWatcher;

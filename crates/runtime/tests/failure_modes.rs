@@ -448,15 +448,16 @@ fn dangerous_tool() -> TestTool {
 }
 
 #[tokio::test]
-async fn dangerous_call_without_an_approver_escalates_and_does_not_run() {
+async fn dangerous_call_without_an_approver_waits_for_approval_and_does_not_run() {
     let model = ScriptedModel::new([scripted::call("send_email", json!({"key": "all-customers"}))]);
     let tool = dangerous_tool();
     let calls = tool.counter();
     let agent = Agent::builder("mailer").model(model).tool(tool).build().unwrap();
     let (runtime, _) = runtime();
     let outcome = runtime.run(&agent, "email everyone").await.unwrap();
-    assert_eq!(outcome.status, RunStatus::Escalated);
+    assert_eq!(outcome.status, RunStatus::WaitingApproval);
     assert_eq!(outcome.reason, "approval_required");
+    assert_eq!(outcome.pending.len(), 1);
     assert_eq!(calls.load(Ordering::SeqCst), 0);
 }
 

@@ -13,15 +13,29 @@
 //! Every `SqliteJournal` passes `rein_testkit::conformance`, the suite that
 //! defines the [`Journal`] semantics shared with the in-memory journal and
 //! other stores.
+//!
+//! Beside the events the file keeps what lets any process operate on runs
+//! ([`ControlStore`]): each event's link in its run's hash chain (so edits,
+//! removals and reorderings are detectable, see `chain.rs`), which process
+//! holds each running run (a lease derived from the run's own events, named
+//! by [`ProcessIdentity`]), registered agent definitions, the kill switch
+//! and cancel requests.
 
+mod chain;
 mod checkpoint;
+mod control;
+mod identity;
 mod reader;
 mod schema;
 mod writer;
 
 use async_trait::async_trait;
-use rein_types::{Event, Journal, JournalError, RunFilter, RunId, RunSummary};
+use rein_types::{
+    AgentRecord, AgentVersion, ChainReport, ControlStore, Event, Journal, JournalError, Lease, RunFilter, RunId,
+    RunSummary,
+};
 use rusqlite::Connection;
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +43,7 @@ use std::time::Duration;
 use reader::Readers;
 use writer::{Batch, Writer};
 
+pub use identity::{Liveness, ProcessIdentity, owner_liveness};
 pub use schema::SCHEMA_VERSION;
 
 /// How long a connection waits on a lock held by another connection (another
@@ -88,7 +103,10 @@ pub fn default_path() -> PathBuf {
 /// waiting after queueing it (a dropped future) is still committed.
 pub struct SqliteJournal {
     path: PathBuf,
-    writer: Writer,
+    /// Who the runs this journal starts or resumes are leased to.
+    owner: String,
+    /// Shared with the blocking tasks that write the control tables.
+    writer: Arc<Writer>,
     readers: Arc<Readers>,
     /// `None` when checkpoints could not be moved off the append path; the
     /// writer then checkpoints as SQLite does by default.
@@ -97,7 +115,7 @@ pub struct SqliteJournal {
 
 impl std::fmt::Debug for SqliteJournal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteJournal").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("SqliteJournal").field("path", &self.path).field("owner", &self.owner).finish_non_exhaustive()
     }
 }
 
@@ -105,6 +123,9 @@ impl SqliteJournal {
     /// Opens the journal at `path`, creating the file, its parent
     /// directories and the schema as needed, and migrating an older file.
     /// A file written by a newer schema is refused untouched.
+    ///
+    /// Runs it starts or resumes are leased to this process
+    /// ([`ProcessIdentity::current`]).
     ///
     /// Each `SqliteJournal` has its own connections, so the path must name a
     /// file (`:memory:` would give every connection a different, empty
@@ -138,17 +159,51 @@ impl SqliteJournal {
                 .map_err(|source| StoreError::open(&path, source))?;
         }
         tracing::debug!(path = %path.display(), "opened journal");
+        let owner = ProcessIdentity::current();
         Ok(Self {
             readers: Arc::new(Readers::new(path.clone())),
             _checkpointer: checkpointer,
             path,
-            writer: Writer::new(conn),
+            writer: Arc::new(Writer::new(conn, owner.clone())),
+            owner,
         })
+    }
+
+    /// The same journal with runs leased to `owner` instead of this
+    /// process: for tests that play several processes on one file.
+    pub fn with_owner(mut self, owner: String) -> Self {
+        self.writer.exclusive(|conn| conn.set_owner(owner.clone()));
+        self.owner = owner;
+        self
     }
 
     /// The file this journal writes.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Who the runs this journal starts or resumes are leased to.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// Runs that are not over — running, waiting for approval, or needing
+    /// reconciliation — oldest first, each with the process holding it if
+    /// one does: what `rein runs resume --all` goes through.
+    pub async fn unfinished_runs(&self) -> Result<Vec<(RunSummary, Option<Lease>)>, JournalError> {
+        self.read(reader::unfinished_runs).await
+    }
+
+    /// Runs a write that is not an append on the write connection, off the
+    /// async threads, between group commits.
+    async fn write<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> Result<T, JournalError> + Send + 'static,
+    ) -> Result<T, JournalError> {
+        let writer = Arc::clone(&self.writer);
+        tokio::task::spawn_blocking(move || writer.exclusive(|conn| work(conn)))
+            .await
+            .map_err(|e| JournalError::Storage(format!("journal write task failed: {e}")))?
     }
 
     /// Runs a read query on a pooled connection off the async threads.
@@ -209,6 +264,59 @@ impl Journal for SqliteJournal {
     async fn resolve(&self, id_or_prefix: &str) -> Result<RunId, JournalError> {
         let id_or_prefix = id_or_prefix.to_string();
         self.read(move |conn| reader::resolve(conn, &id_or_prefix)).await
+    }
+}
+
+#[async_trait]
+impl ControlStore for SqliteJournal {
+    async fn register_agent(
+        &self,
+        name: &str,
+        version: &AgentVersion,
+        definition: &Value,
+        now_ms: u64,
+    ) -> Result<(), JournalError> {
+        let definition = serde_json::to_string(definition)
+            .map_err(|e| JournalError::Storage(format!("cannot encode the definition of agent {name}: {e}")))?;
+        let (name, version) = (name.to_string(), version.clone());
+        self.write(move |conn| control::register_agent(conn, &name, &version, &definition, now_ms)).await
+    }
+
+    async fn agent_definition(&self, name: &str, version: &AgentVersion) -> Result<Option<Value>, JournalError> {
+        let (name, version) = (name.to_string(), version.clone());
+        self.read(move |conn| control::agent_definition(conn, &name, &version)).await
+    }
+
+    async fn agents(&self) -> Result<Vec<AgentRecord>, JournalError> {
+        self.read(control::agents).await
+    }
+
+    async fn set_agent_enabled(&self, name: &str, enabled: bool, by: &str, now_ms: u64) -> Result<(), JournalError> {
+        let (name, by) = (name.to_string(), by.to_string());
+        self.write(move |conn| control::set_agent_enabled(conn, &name, enabled, &by, now_ms)).await
+    }
+
+    async fn agent_enabled(&self, name: &str) -> Result<bool, JournalError> {
+        let name = name.to_string();
+        self.read(move |conn| control::agent_enabled(conn, &name)).await
+    }
+
+    async fn request_cancel(&self, run: RunId, by: &str, reason: &str, now_ms: u64) -> Result<(), JournalError> {
+        let (by, reason) = (by.to_string(), reason.to_string());
+        self.write(move |conn| control::request_cancel(conn, run, &by, &reason, now_ms)).await
+    }
+
+    async fn stop_requests(&self, runs: &[RunId]) -> Result<Vec<(RunId, String)>, JournalError> {
+        let runs = runs.to_vec();
+        self.read(move |conn| control::stop_requests(conn, &runs)).await
+    }
+
+    async fn lease(&self, run: RunId) -> Result<Option<Lease>, JournalError> {
+        self.read(move |conn| control::lease(conn, run)).await
+    }
+
+    async fn verify_chain(&self, run: RunId) -> Result<ChainReport, JournalError> {
+        self.read(move |conn| chain::verify(conn, run)).await
     }
 }
 

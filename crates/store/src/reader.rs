@@ -3,7 +3,7 @@
 //! committed state without blocking the writer or each other, so reads never
 //! queue behind appends.
 
-use rein_types::{Event, EventKind, JournalError, RunFilter, RunId, RunStatus, RunSummary, Usage};
+use rein_types::{Event, EventKind, JournalError, Lease, RunFilter, RunId, RunStatus, RunSummary, Usage};
 use rusqlite::{Connection, OpenFlags, Row, params};
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -121,6 +121,33 @@ pub(crate) fn runs(conn: &Connection, filter: &RunFilter) -> Result<Vec<RunSumma
     let mut runs = Vec::new();
     while let Some(row) = rows.next().map_err(read_failed)? {
         runs.push(summary(row)?);
+    }
+    Ok(runs)
+}
+
+/// Runs that are not over (running, or suspended until a person acts),
+/// oldest first, each with the process holding it if one does. Walks every
+/// run: for `rein runs resume --all`, not for a hot path, and cheaper so
+/// than an index every run's first and last commit would write.
+pub(crate) fn unfinished_runs(conn: &Connection) -> Result<Vec<(RunSummary, Option<Lease>)>, JournalError> {
+    let mut statement = conn
+        .prepare_cached(
+            "SELECT r.run_id, r.agent, r.agent_version, r.status, r.started_at_ms, r.finished_at_ms, r.steps,
+                    r.input_tokens, r.output_tokens, r.cached_input_tokens, r.cost_usd, r.input_preview,
+                    l.owner, l.since_ms
+             FROM runs r LEFT JOIN leases l ON l.run_id = r.run_id
+             WHERE r.status IN ('running', 'waiting_approval', 'needs_reconciliation')
+             ORDER BY r.started_at_ms, r.run_id",
+        )
+        .map_err(read_failed)?;
+    let mut rows = statement.query([]).map_err(read_failed)?;
+    let mut runs = Vec::new();
+    while let Some(row) = rows.next().map_err(read_failed)? {
+        let owner: Option<String> = row.get(12).map_err(read_failed)?;
+        let since_ms: Option<i64> = row.get(13).map_err(read_failed)?;
+        let lease =
+            owner.map(|owner| Lease { owner, since_ms: since_ms.map_or(0, |at| u64::try_from(at).unwrap_or(0)) });
+        runs.push((summary(row)?, lease));
     }
     Ok(runs)
 }

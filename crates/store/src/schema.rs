@@ -52,6 +52,53 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX runs_started ON runs (started_at_ms);
     "#,
+    // Version 2: the hash chain, and what lets runs be operated on from any
+    // process.
+    //
+    // `events.hashes` is the concatenated 32-byte chain hashes of the row's
+    // events, in order (NULL for rows written before the chain): each is
+    // `chain_hash(previous, element)` over the event's `[seq, at_ms, kind]`
+    // bytes exactly as they stand in `body`. `runs.head_hash` and
+    // `runs.last_seq` are the hash and seq of the run's newest event, kept in
+    // the same transaction as every append: they make a removal at the end
+    // of a chain detectable, and let the writer check an append continues
+    // its run with the one statement that records the new head.
+    //
+    // `leases` names the process holding each running run (derived from
+    // `run_started`/`run_resumed`, dropped by `run_suspended`/
+    // `run_finished`). `agents` is the kill switch, `agent_versions` the
+    // definitions resume rebuilds agents from (a rowid table: definitions
+    // are kilobytes), `cancel_requests` cancellations asked for from another
+    // process. The small tables are WITHOUT ROWID, always found by key.
+    r#"
+    ALTER TABLE events ADD COLUMN hashes BLOB;
+    ALTER TABLE runs ADD COLUMN head_hash BLOB;
+    ALTER TABLE runs ADD COLUMN last_seq INTEGER;
+    CREATE TABLE leases (
+        run_id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        since_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE agents (
+        name TEXT PRIMARY KEY,
+        enabled INTEGER NOT NULL DEFAULT 1,
+        changed_by TEXT,
+        changed_at_ms INTEGER
+    ) WITHOUT ROWID;
+    CREATE TABLE agent_versions (
+        name TEXT NOT NULL,
+        version TEXT NOT NULL,
+        definition TEXT NOT NULL,
+        registered_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (name, version)
+    );
+    CREATE TABLE cancel_requests (
+        run_id TEXT PRIMARY KEY,
+        by TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        at_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The schema version this build writes and understands.

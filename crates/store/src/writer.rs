@@ -20,11 +20,20 @@
 //!
 //! Callers do the CPU work (JSON encoding, working out summary changes) in
 //! [`Batch::encode`] before queueing, so the one thread spends its time in
-//! SQLite.
+//! SQLite. The one piece that cannot move there is the hash chain: an
+//! event's hash needs the run's head, known only inside the transaction.
+//! That is one SHA-256 per event, over bytes `encode` already laid out, from
+//! a head the writer remembers per run (see [`write_batch`]).
+//!
+//! The same transaction keeps what is derived from the events: the run's
+//! summary row (status included: started and resumed runs are `running`,
+//! suspended ones carry their suspension's status) and its lease, which
+//! names the process holding a running run.
 
-use rein_types::{Event, EventKind, JournalError, RunId, Usage};
+use rein_types::{CHAIN_GENESIS, Event, EventKind, JournalError, RunId, Usage, chain_hash};
 use rusqlite::{Connection, OptionalExtension, params};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::ops::Range;
 use std::sync::{Mutex, MutexGuard, TryLockError};
 use tokio::sync::oneshot;
 
@@ -36,33 +45,69 @@ const MAX_GROUP: usize = 1024;
 /// blocks its task's thread for one short transaction.
 const MAX_ROUNDS: usize = 4;
 
-const INSERT_EVENTS: &str = "INSERT INTO events (run_id, first_seq, last_seq, body) VALUES (?1, ?2, ?3, ?4)";
+/// Run heads the writer remembers. Finished and suspended runs are
+/// forgotten at once; this only bounds what runs cut off without either
+/// (their process's journal failed) can pile up in a long-lived process.
+const MAX_HEADS: usize = 65_536;
 
-/// The highest seq a run has; appends must continue above it.
-const LAST_SEQ: &str = "SELECT last_seq FROM events WHERE run_id = ?1 ORDER BY first_seq DESC LIMIT 1";
+const INSERT_EVENTS: &str =
+    "INSERT INTO events (run_id, first_seq, last_seq, body, hashes) VALUES (?1, ?2, ?3, ?4, ?5)";
 
-/// A second `RunStarted` for a run (a resumed run) refreshes what it
-/// describes but keeps the totals already counted.
-const UPSERT_STARTED: &str = "INSERT INTO runs (run_id, agent, agent_version, status, started_at_ms, input_preview)
-     VALUES (?1, ?2, ?3, 'running', ?4, ?5)
+/// The newest row of a run: its last seq (appends must continue above it)
+/// and chain hashes (the last is the head the next event chains from).
+/// Read only when the writer does not know the run's head.
+const NEWEST_ROW: &str = "SELECT last_seq, hashes FROM events WHERE run_id = ?1 ORDER BY first_seq DESC LIMIT 1";
+
+/// A run's first event creates its summary with its head; a second
+/// `RunStarted` (no longer written: resumption appends `RunResumed`, but
+/// tolerated) refreshes what it describes and keeps the totals counted.
+const UPSERT_STARTED: &str =
+    "INSERT INTO runs (run_id, agent, agent_version, status, started_at_ms, input_preview, head_hash, last_seq)
+     VALUES (?1, ?2, ?3, 'running', ?4, ?5, ?6, ?7)
      ON CONFLICT (run_id) DO UPDATE SET
          agent = excluded.agent,
          agent_version = excluded.agent_version,
+         status = 'running',
          started_at_ms = excluded.started_at_ms,
-         input_preview = excluded.input_preview";
+         input_preview = excluded.input_preview,
+         head_hash = excluded.head_hash,
+         last_seq = excluded.last_seq";
 
-const ADD_RESPONSE: &str = "UPDATE runs SET
-         steps = steps + ?6,
-         input_tokens = input_tokens + ?2,
-         output_tokens = output_tokens + ?3,
-         cached_input_tokens = cached_input_tokens + ?4,
-         cost_usd = cost_usd + ?5
-     WHERE run_id = ?1";
+/// Every other change an append makes to its run's summary, in one
+/// statement: the new head, and whatever the events change. A NULL leaves
+/// its column alone; a `RunFinished`'s totals replace the sums (with
+/// nothing added after them), otherwise responses are added.
+macro_rules! update_run {
+    ($condition:literal) => {
+        concat!(
+            "UPDATE runs SET
+                 head_hash = ?2, last_seq = ?3,
+                 status = COALESCE(?4, status),
+                 finished_at_ms = COALESCE(?5, finished_at_ms),
+                 steps = COALESCE(?6, steps) + ?7,
+                 input_tokens = COALESCE(?8, input_tokens) + ?9,
+                 output_tokens = COALESCE(?10, output_tokens) + ?11,
+                 cached_input_tokens = COALESCE(?12, cached_input_tokens) + ?13,
+                 cost_usd = COALESCE(?14, cost_usd) + ?15
+             WHERE run_id = ?1",
+            $condition
+        )
+    };
+}
 
-const FINISH: &str = "UPDATE runs SET
-         status = ?2, finished_at_ms = ?3, steps = ?4,
-         input_tokens = ?5, output_tokens = ?6, cached_input_tokens = ?7, cost_usd = ?8
-     WHERE run_id = ?1";
+/// [`update_run!`] once the run's head has been read in this transaction.
+const UPDATE_RUN: &str = update_run!("");
+
+/// [`update_run!`] on the head the writer remembers: it changes nothing
+/// (and the writer reads the head afresh) unless the run's stored head is
+/// still the remembered one, which another process appending to the run
+/// would have moved. The check costs nothing beyond the update.
+const UPDATE_RUN_FROM: &str = update_run!(" AND last_seq = ?16");
+
+const TAKE_LEASE: &str = "INSERT INTO leases (run_id, owner, since_ms) VALUES (?1, ?2, ?3)
+     ON CONFLICT (run_id) DO UPDATE SET owner = excluded.owner, since_ms = excluded.since_ms";
+
+const RELEASE_LEASE: &str = "DELETE FROM leases WHERE run_id = ?1";
 
 /// Characters of the input's first line kept as a run's `input_preview`.
 const INPUT_PREVIEW_CHARS: usize = 80;
@@ -78,34 +123,127 @@ pub(crate) enum Answer {
 /// Where a waiting `append` learns how its batch fared.
 pub(crate) type Reply = oneshot::Sender<Answer>;
 
-/// One event, ready for its row.
 /// One run's events of an append: a single row, whose body is the JSON
 /// array `[[seq, at_ms, kind], ...]`. One row per append rather than per
 /// event: a run's events are written together and read together, and one
 /// insert costs a fraction of sixteen.
 struct Row {
+    run: RunId,
     run_id: String,
     first_seq: i64,
     last_seq: i64,
     body: String,
+    /// Where each event's `[seq, at_ms, kind]` element lies in `body`: the
+    /// bytes its chain hash covers.
+    elements: Vec<Range<usize>>,
+    change: RunChange,
 }
 
-/// How one event changes its run's row in `runs`.
-enum SummaryChange {
-    Started { run_id: String, agent: String, agent_version: String, started_at_ms: i64, input_preview: String },
-    Responded { run_id: String, responses: i64, usage: [i64; 3], cost_usd: f64 },
-    Finished { run_id: String, status: &'static str, finished_at_ms: i64, steps: i64, usage: [i64; 3], cost_usd: f64 },
+/// What a `RunStarted` writes into its run's summary.
+struct Started {
+    agent: String,
+    agent_version: String,
+    started_at_ms: i64,
+    input_preview: String,
+}
+
+/// A `RunFinished`'s final figures.
+struct Finished {
+    at_ms: i64,
+    steps: i64,
+    usage: [i64; 3],
+    cost_usd: f64,
+}
+
+/// What a row's events do to the run's lease.
+enum LeaseChange {
+    /// This process holds the run from `since_ms` (a start or resumption).
+    Take { since_ms: i64 },
+    /// Nobody holds it (suspended or finished).
+    Release,
+}
+
+/// How one row's events change their run's summary and lease: the fold of
+/// the events in order, so the last status-changing event wins.
+#[derive(Default)]
+struct RunChange {
+    started: Option<Started>,
+    /// Set after the start's upsert (which sets `running` itself).
+    status: Option<&'static str>,
+    finished: Option<Finished>,
+    /// `ModelResponded` events after the last `RunFinished`, if any: one
+    /// step each, usage and cost summed.
+    responses: i64,
+    usage: [i64; 3],
+    cost_usd: f64,
+    lease: Option<LeaseChange>,
+}
+
+impl RunChange {
+    fn apply(&mut self, at_ms: i64, kind: &EventKind) {
+        match kind {
+            EventKind::RunStarted { agent, agent_version, input, .. } => {
+                self.started = Some(Started {
+                    agent: agent.clone(),
+                    agent_version: agent_version.0.clone(),
+                    started_at_ms: at_ms,
+                    input_preview: input_preview(input),
+                });
+                self.status = None;
+                self.lease = Some(LeaseChange::Take { since_ms: at_ms });
+            }
+            EventKind::ModelResponded { usage, cost_usd, .. } => {
+                self.responses += 1;
+                for (total, add) in self.usage.iter_mut().zip(usage_columns(usage)) {
+                    *total = total.saturating_add(add);
+                }
+                self.cost_usd += cost_usd;
+            }
+            EventKind::RunResumed { .. } => {
+                self.status = Some("running");
+                self.lease = Some(LeaseChange::Take { since_ms: at_ms });
+            }
+            EventKind::RunSuspended { status, .. } => {
+                self.status = Some(status.as_str());
+                self.lease = Some(LeaseChange::Release);
+            }
+            EventKind::RunFinished { status, steps, usage, cost_usd, .. } => {
+                // The runtime's own totals replace the sums.
+                self.finished = Some(Finished {
+                    at_ms,
+                    steps: i64::from(*steps),
+                    usage: usage_columns(usage),
+                    cost_usd: *cost_usd,
+                });
+                self.status = Some(status.as_str());
+                (self.responses, self.usage, self.cost_usd) = (0, [0; 3], 0.0);
+                self.lease = Some(LeaseChange::Release);
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether anything but the head changes after the start's upsert.
+    fn updates_summary(&self) -> bool {
+        self.status.is_some() || self.finished.is_some() || self.responses != 0
+    }
+
+    /// Whether the writer should forget the run's head after this row: the
+    /// run is over or paused, and nothing is appended to it soon (if
+    /// anything, by another process).
+    fn lets_go(&self) -> bool {
+        matches!(self.lease, Some(LeaseChange::Release))
+    }
 }
 
 /// An append, encoded on the caller's thread.
 pub(crate) struct Batch {
     rows: Vec<Row>,
-    changes: Vec<SummaryChange>,
 }
 
 impl Batch {
-    /// Encodes `events` for the writer: JSON bodies, integer columns and the
-    /// summary changes they imply.
+    /// Encodes `events` for the writer: JSON bodies with each event's
+    /// place in them, integer columns and the summary changes they imply.
     pub(crate) fn encode(events: &[Event]) -> Result<Self, JournalError> {
         // Events grouped by run, in order; a batch may span runs.
         let mut groups: Vec<(RunId, Vec<&Event>)> = Vec::new();
@@ -116,10 +254,11 @@ impl Batch {
             }
         }
         let mut rows = Vec::with_capacity(groups.len());
-        let mut changes = Vec::new();
         for (run, group) in groups {
             let run_id = run.to_string();
             let mut body = String::with_capacity(256 * group.len());
+            let mut elements = Vec::with_capacity(group.len());
+            let mut change = RunChange::default();
             body.push('[');
             let mut previous: Option<u64> = None;
             for (i, event) in group.iter().enumerate() {
@@ -138,8 +277,10 @@ impl Batch {
                 let kind = serde_json::to_string(&event.kind).map_err(|e| {
                     JournalError::Storage(format!("cannot encode event {} of run {run_id} as JSON: {e}", event.seq))
                 })?;
+                let start = body.len();
                 body.push_str(&format!("[{},{},{kind}]", event.seq, at_ms));
-                summary_change(&mut changes, &run_id, at_ms, &event.kind);
+                elements.push(start..body.len());
+                change.apply(at_ms, &event.kind);
             }
             body.push(']');
             // The seq is part of the key, so it must be stored exactly.
@@ -150,66 +291,10 @@ impl Batch {
             };
             let first_seq = exact(group[0].seq)?;
             let last_seq = exact(previous.unwrap_or_default())?;
-            rows.push(Row { run_id, first_seq, last_seq, body });
+            rows.push(Row { run, run_id, first_seq, last_seq, body, elements, change });
         }
-        Ok(Self { rows, changes: coalesce(changes) })
+        Ok(Self { rows })
     }
-}
-
-/// How one event changes its run's row in `runs`, if it does.
-fn summary_change(changes: &mut Vec<SummaryChange>, run_id: &str, at_ms: i64, kind: &EventKind) {
-    match kind {
-        EventKind::RunStarted { agent, agent_version, input, .. } => changes.push(SummaryChange::Started {
-            run_id: run_id.to_owned(),
-            agent: agent.clone(),
-            agent_version: agent_version.0.clone(),
-            started_at_ms: at_ms,
-            input_preview: input_preview(input),
-        }),
-        EventKind::ModelResponded { usage, cost_usd, .. } => changes.push(SummaryChange::Responded {
-            run_id: run_id.to_owned(),
-            responses: 1,
-            usage: usage_columns(usage),
-            cost_usd: *cost_usd,
-        }),
-        EventKind::RunFinished { status, steps, usage, cost_usd, .. } => changes.push(SummaryChange::Finished {
-            run_id: run_id.to_owned(),
-            status: status.as_str(),
-            finished_at_ms: at_ms,
-            steps: i64::from(*steps),
-            usage: usage_columns(usage),
-            cost_usd: *cost_usd,
-        }),
-        _ => {}
-    }
-}
-
-/// Folds a batch's summary changes into as few statements as give the same
-/// row: a run's responses are summed into one update, and dropped when the
-/// batch also finishes the run (whose totals replace them).
-fn coalesce(changes: Vec<SummaryChange>) -> Vec<SummaryChange> {
-    if changes.len() < 2 {
-        return changes;
-    }
-    let mut out: Vec<SummaryChange> = Vec::with_capacity(changes.len());
-    for change in changes {
-        if let SummaryChange::Responded { run_id, responses, usage, cost_usd } = &change
-            && let Some(SummaryChange::Responded { responses: count, usage: sum, cost_usd: cost, .. }) =
-                out.iter_mut().rev().find(|c| matches!(c, SummaryChange::Responded { run_id: r, .. } if r == run_id))
-        {
-            for (total, add) in sum.iter_mut().zip(usage) {
-                *total = total.saturating_add(*add);
-            }
-            *cost += cost_usd;
-            *count += responses;
-            continue;
-        }
-        if let SummaryChange::Finished { run_id, .. } = &change {
-            out.retain(|c| !matches!(c, SummaryChange::Responded { run_id: r, .. } if r == run_id));
-        }
-        out.push(change);
-    }
-    out
 }
 
 /// The listing preview of a run's input: its first line, cut to 80
@@ -226,16 +311,75 @@ fn usage_columns(usage: &Usage) -> [i64; 3] {
     [clamp(usage.input_tokens), clamp(usage.output_tokens), clamp(usage.cached_input_tokens)]
 }
 
+/// The newest event of a run: the seq appends must continue above, and the
+/// hash the next event chains from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Head {
+    last_seq: i64,
+    hash: [u8; 32],
+}
+
+/// The write connection and what the writer keeps beside it; only the
+/// appender holding the connection touches either.
+pub(crate) struct WriteConn {
+    db: Connection,
+    /// The committed head of each run this writer appended to lately, so an
+    /// append continues its chain without reading it back. Only a hint:
+    /// every use is checked against `runs.last_seq` by the update that
+    /// moves the head, so appends by other processes are noticed.
+    heads: HashMap<RunId, Head>,
+    /// Who leases the runs this journal starts or resumes.
+    owner: String,
+}
+
+impl std::ops::Deref for WriteConn {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        &self.db
+    }
+}
+
+impl std::ops::DerefMut for WriteConn {
+    fn deref_mut(&mut self) -> &mut Connection {
+        &mut self.db
+    }
+}
+
+impl WriteConn {
+    pub(crate) fn set_owner(&mut self, owner: String) {
+        self.owner = owner;
+    }
+
+    /// Takes a committed group's heads in: runs it let go of are forgotten.
+    fn remember(&mut self, staged: HashMap<RunId, Option<Head>>) {
+        for (run, head) in staged {
+            match head {
+                Some(head) => {
+                    self.heads.insert(run, head);
+                }
+                None => {
+                    self.heads.remove(&run);
+                }
+            }
+        }
+        if self.heads.len() > MAX_HEADS {
+            self.heads.clear();
+        }
+    }
+}
+
 /// Commits appends on the calling task, in groups.
 pub(crate) struct Writer {
-    conn: Mutex<Connection>,
+    conn: Mutex<WriteConn>,
     /// Batches of appenders that found another appender committing.
     queue: Mutex<VecDeque<(Batch, Reply)>>,
 }
 
 impl Writer {
-    pub(crate) fn new(conn: Connection) -> Self {
-        Self { conn: Mutex::new(conn), queue: Mutex::new(VecDeque::new()) }
+    /// A writer on `db` whose appends lease runs to `owner`.
+    pub(crate) fn new(db: Connection, owner: String) -> Self {
+        Self { conn: Mutex::new(WriteConn { db, heads: HashMap::new(), owner }), queue: Mutex::new(VecDeque::new()) }
     }
 
     /// Appends `batch` and returns once it is committed (or failed).
@@ -270,7 +414,7 @@ impl Writer {
     /// for long.
     fn lead<'a>(
         &'a self,
-        mut conn: MutexGuard<'a, Connection>,
+        mut conn: MutexGuard<'a, WriteConn>,
         mut own: Option<Batch>,
     ) -> Option<Result<(), JournalError>> {
         let mut own_outcome = None;
@@ -321,7 +465,7 @@ impl Writer {
                 batches.push(batch);
             }
             batches.extend(waiting.iter().map(|(batch, _)| batch));
-            let mut outcomes = write_group(&conn, &batches).into_iter();
+            let mut outcomes = write_group(&mut conn, &batches).into_iter();
             if own.take().is_some() {
                 own_outcome = outcomes.next();
             }
@@ -334,15 +478,39 @@ impl Writer {
         }
     }
 
+    /// Runs `work` on the write connection, waiting for it: for the rare
+    /// writes that are not appends (the control tables). Blocking: call it
+    /// from `spawn_blocking`.
+    ///
+    /// Appenders that found the connection taken meanwhile queued their
+    /// batches and wait for whoever holds it to commit them, as they would
+    /// behind a leader; so, like a leader, this commits the queue after
+    /// letting go.
+    pub(crate) fn exclusive<T>(&self, work: impl FnOnce(&mut WriteConn) -> T) -> T {
+        let mut conn = self.conn.lock().unwrap_or_else(|poisoned| {
+            let conn = poisoned.into_inner();
+            rollback(&conn);
+            conn
+        });
+        let result = work(&mut conn);
+        drop(conn);
+        if !self.queue().is_empty()
+            && let Some(conn) = self.try_conn()
+        {
+            self.lead(conn, None);
+        }
+        result
+    }
+
     /// The write connection, for tests to inspect.
     #[cfg(test)]
-    pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
+    pub(crate) fn conn(&self) -> MutexGuard<'_, WriteConn> {
         self.conn.lock().unwrap()
     }
 
     /// The write connection, unless another appender holds it. A panic while
     /// it was held leaves it usable: any open transaction is rolled back.
-    fn try_conn(&self) -> Option<MutexGuard<'_, Connection>> {
+    fn try_conn(&self) -> Option<MutexGuard<'_, WriteConn>> {
         match self.conn.try_lock() {
             Ok(conn) => Some(conn),
             Err(TryLockError::WouldBlock) => None,
@@ -390,8 +558,12 @@ impl Drop for Waiting<'_> {
     }
 }
 
+/// Heads moved by a transaction not yet committed, by run; `None` for a run
+/// the writer is to forget.
+type Staged = HashMap<RunId, Option<Head>>;
+
 /// Commits `group` in one transaction and says how each batch fared.
-fn write_group(conn: &Connection, group: &[&Batch]) -> Vec<Result<(), JournalError>> {
+fn write_group(conn: &mut WriteConn, group: &[&Batch]) -> Vec<Result<(), JournalError>> {
     let fail_all = |message: String| -> Vec<Result<(), JournalError>> {
         tracing::warn!(batches = group.len(), "{message}");
         group.iter().map(|_| Err(JournalError::Storage(message.clone()))).collect()
@@ -399,19 +571,24 @@ fn write_group(conn: &Connection, group: &[&Batch]) -> Vec<Result<(), JournalErr
     if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
         return fail_all(format!("cannot begin a journal transaction: {e}"));
     }
+    let mut staged = Staged::new();
     let outcomes = if let [batch] = group {
         // Alone in its transaction, a batch needs no savepoint: if it fails,
         // the whole transaction is rolled back.
-        let outcome = write_batch(conn, batch);
-        if outcome.is_err() {
-            rollback(conn);
-            return vec![outcome];
+        match write_batch(conn, batch, &staged) {
+            Ok(heads) => {
+                staged.extend(heads);
+                vec![Ok(())]
+            }
+            Err(e) => {
+                rollback(conn);
+                return vec![Err(e)];
+            }
         }
-        vec![outcome]
     } else {
         let mut outcomes = Vec::with_capacity(group.len());
         for batch in group {
-            match write_isolated(conn, batch) {
+            match write_isolated(conn, batch, &mut staged) {
                 Ok(outcome) => outcomes.push(outcome),
                 Err(message) => {
                     rollback(conn);
@@ -422,7 +599,11 @@ fn write_group(conn: &Connection, group: &[&Batch]) -> Vec<Result<(), JournalErr
         outcomes
     };
     match exec(conn, "COMMIT") {
-        Ok(()) => outcomes,
+        Ok(()) => {
+            // Only now are the heads the journal's.
+            conn.remember(staged);
+            outcomes
+        }
         Err(e) => {
             rollback(conn);
             fail_all(format!("journal commit failed: {e}"))
@@ -430,66 +611,193 @@ fn write_group(conn: &Connection, group: &[&Batch]) -> Vec<Result<(), JournalErr
     }
 }
 
-/// Writes one batch of a group inside a savepoint. The outer `Err` means
-/// the group transaction itself is lost and every batch in it must fail.
-fn write_isolated(conn: &Connection, batch: &Batch) -> Result<Result<(), JournalError>, String> {
+/// Writes one batch of a group inside a savepoint, staging the heads it
+/// moves only if it succeeds. The outer `Err` means the group transaction
+/// itself is lost and every batch in it must fail.
+fn write_isolated(conn: &WriteConn, batch: &Batch, staged: &mut Staged) -> Result<Result<(), JournalError>, String> {
     exec(conn, "SAVEPOINT batch").map_err(|e| format!("cannot open a journal savepoint: {e}"))?;
-    let outcome = write_batch(conn, batch);
-    if outcome.is_ok() {
-        exec(conn, "RELEASE batch").map_err(|e| format!("cannot release a journal savepoint: {e}"))?;
-        return Ok(outcome);
-    }
+    let outcome = write_batch(conn, batch, staged);
+    let outcome = match outcome {
+        Ok(heads) => {
+            exec(conn, "RELEASE batch").map_err(|e| format!("cannot release a journal savepoint: {e}"))?;
+            staged.extend(heads);
+            return Ok(Ok(()));
+        }
+        Err(e) => e,
+    };
     if conn.is_autocommit() {
         // Some errors (I/O, a full disk) make SQLite roll back the whole
         // transaction, taking the group's earlier batches with it.
-        let reason = outcome.err().map(|e| e.to_string()).unwrap_or_default();
-        return Err(format!("journal transaction was rolled back: {reason}"));
+        return Err(format!("journal transaction was rolled back: {outcome}"));
     }
     exec(conn, "ROLLBACK TO batch")
         .and_then(|()| exec(conn, "RELEASE batch"))
         .map_err(|e| format!("cannot roll back a failed journal batch: {e}"))?;
-    Ok(outcome)
+    Ok(Err(outcome))
 }
 
-fn write_batch(conn: &Connection, batch: &Batch) -> Result<(), JournalError> {
-    let mut last = conn.prepare_cached(LAST_SEQ).map_err(write_failed)?;
-    let mut insert = conn.prepare_cached(INSERT_EVENTS).map_err(write_failed)?;
+/// Writes one batch: per run, the chained row, the summary and the lease.
+/// Returns the heads it moved, for the writer to remember once committed.
+///
+/// Each event's chain hash needs the previous one, the run's head. Where the
+/// writer remembers it (every append after a run's first, in the process
+/// running it), the head moves with one `UPDATE` that also checks it is
+/// still the stored one and carries the batch's summary changes: the same
+/// statements as an append without a chain. Otherwise (a run's first
+/// append, another process's run, a head moved by another process) the
+/// newest row is read first, inside the transaction, as appends always did
+/// to check the batch continues the run.
+fn write_batch(conn: &WriteConn, batch: &Batch, staged: &Staged) -> Result<Vec<(RunId, Option<Head>)>, JournalError> {
+    let mut moved = Vec::with_capacity(batch.rows.len());
+    let mut hashes: Vec<u8> = Vec::new();
     for row in &batch.rows {
-        // Append-only: a batch must continue above the run's last seq, which
-        // rejects a repeated seq (and any rewrite of history) before writing.
-        let stored: Option<i64> = last.query_row([&row.run_id], |r| r.get(0)).optional().map_err(write_failed)?;
-        if let Some(stored) = stored
-            && stored >= row.first_seq
-        {
-            return Err(JournalError::Storage(format!(
-                "run {} already has events up to seq {stored}, so seq {} cannot be appended; the batch was not appended (batches are all or nothing)",
-                row.run_id, row.first_seq
-            )));
+        let change = &row.change;
+        let known = match staged.get(&row.run) {
+            Some(head) => *head,
+            None => conn.heads.get(&row.run).copied(),
+        };
+        // A start upserts the summary, head included; it always reads the
+        // stored head, so the upsert never races the remembered one.
+        let known = known.filter(|_| change.started.is_none());
+        let mut head_moved = false;
+        if let Some(head) = known {
+            continues(row, head.last_seq)?;
+            chain(row, &head.hash, &mut hashes);
+            head_moved = update_run(conn, row, &hashes, Some(head.last_seq))?;
         }
-        insert.execute(params![row.run_id, row.first_seq, row.last_seq, row.body]).map_err(write_failed)?;
-    }
-    for change in &batch.changes {
-        match change {
-            SummaryChange::Started { run_id, agent, agent_version, started_at_ms, input_preview } => conn
-                .prepare_cached(UPSERT_STARTED)
-                .and_then(|mut s| s.execute(params![run_id, agent, agent_version, started_at_ms, input_preview])),
-            SummaryChange::Responded { run_id, responses, usage: [input, output, cached], cost_usd } => conn
-                .prepare_cached(ADD_RESPONSE)
-                .and_then(|mut s| s.execute(params![run_id, input, output, cached, cost_usd, responses])),
-            SummaryChange::Finished {
-                run_id,
-                status,
-                finished_at_ms,
-                steps,
-                usage: [input, output, cached],
-                cost_usd,
-            } => conn.prepare_cached(FINISH).and_then(|mut s| {
-                s.execute(params![run_id, status, finished_at_ms, steps, input, output, cached, cost_usd])
-            }),
+        // Whether the run has a summary row, which holds its head.
+        let mut summarised = head_moved;
+        if !head_moved {
+            let newest = conn
+                .prepare_cached(NEWEST_ROW)
+                .and_then(|mut s| s.query_row([&row.run_id], |r| Ok((r.get::<_, i64>(0)?, last_hash(r.get_ref(1)?)))))
+                .optional()
+                .map_err(write_failed)?;
+            if let Some((last_seq, _)) = newest {
+                continues(row, last_seq)?;
+            }
+            // After rows written before the chain, a chain starts afresh.
+            let previous = newest.and_then(|(_, hash)| hash).unwrap_or(CHAIN_GENESIS);
+            chain(row, &previous, &mut hashes);
+            if let Some(started) = &change.started {
+                conn.prepare_cached(UPSERT_STARTED)
+                    .and_then(|mut s| {
+                        s.execute(params![
+                            row.run_id,
+                            started.agent,
+                            started.agent_version,
+                            started.started_at_ms,
+                            started.input_preview,
+                            head_of(&hashes),
+                            row.last_seq
+                        ])
+                    })
+                    .map_err(write_failed)?;
+                summarised = true;
+                if change.updates_summary() {
+                    update_run(conn, row, &hashes, None)?;
+                }
+            } else {
+                // Events of a run whose start was never journaled have no
+                // summary to update (nor a head to remember).
+                summarised = update_run(conn, row, &hashes, None)?;
+            }
+        }
+        conn.prepare_cached(INSERT_EVENTS)
+            .and_then(|mut s| s.execute(params![row.run_id, row.first_seq, row.last_seq, row.body, hashes]))
+            .map_err(write_failed)?;
+        match change.lease {
+            Some(LeaseChange::Take { since_ms }) => {
+                conn.prepare_cached(TAKE_LEASE).and_then(|mut s| s.execute(params![row.run_id, conn.owner, since_ms]))
+            }
+            Some(LeaseChange::Release) => conn.prepare_cached(RELEASE_LEASE).and_then(|mut s| s.execute([&row.run_id])),
+            None => Ok(0),
         }
         .map_err(write_failed)?;
+        let head = Head { last_seq: row.last_seq, hash: head_of(&hashes) };
+        moved.push((row.run, (summarised && !change.lets_go()).then_some(head)));
+    }
+    Ok(moved)
+}
+
+/// Append-only: a row must continue above the run's last seq, which rejects
+/// a repeated seq (and any rewrite of history) before writing. This is also
+/// what fences a run between processes: of two appending the same seq, the
+/// second to take the write lock fails here.
+fn continues(row: &Row, stored: i64) -> Result<(), JournalError> {
+    if stored >= row.first_seq {
+        return Err(JournalError::Storage(format!(
+            "run {} already has events up to seq {stored}, so seq {} cannot be appended; the batch was not appended (batches are all or nothing)",
+            row.run_id, row.first_seq
+        )));
     }
     Ok(())
+}
+
+/// Fills `hashes` with the chain hashes of `row`'s events after `previous`.
+fn chain(row: &Row, previous: &[u8; 32], hashes: &mut Vec<u8>) {
+    hashes.clear();
+    let mut previous = *previous;
+    for element in &row.elements {
+        previous = chain_hash(&previous, &row.body.as_bytes()[element.clone()]);
+        hashes.extend_from_slice(&previous);
+    }
+}
+
+/// The last hash of a row's `hashes`; a row always has at least one event.
+fn head_of(hashes: &[u8]) -> [u8; 32] {
+    hashes.len().checked_sub(32).and_then(|at| hashes[at..].try_into().ok()).unwrap_or(CHAIN_GENESIS)
+}
+
+/// The last hash of a stored `hashes` column: `None` for a row written
+/// before the chain (or one whose hashes are not whole).
+fn last_hash(column: rusqlite::types::ValueRef<'_>) -> Option<[u8; 32]> {
+    match column {
+        rusqlite::types::ValueRef::Blob(hashes) if !hashes.is_empty() && hashes.len() % 32 == 0 => {
+            Some(head_of(hashes))
+        }
+        _ => None,
+    }
+}
+
+/// Moves the run's head to the end of `hashes` and applies the row's
+/// summary changes; with `from`, only if the stored head is still at that
+/// seq. Returns whether the run's summary row was updated.
+fn update_run(conn: &Connection, row: &Row, hashes: &[u8], from: Option<i64>) -> Result<bool, JournalError> {
+    let change = &row.change;
+    let finished = change.finished.as_ref();
+    let head = head_of(hashes);
+    let [input, output, cached] = change.usage;
+    let (finished_at, steps, cost) =
+        (finished.map(|f| f.at_ms), finished.map(|f| f.steps), finished.map(|f| f.cost_usd));
+    let totals = finished.map(|f| f.usage);
+    let (total_input, total_output, total_cached) = (totals.map(|t| t[0]), totals.map(|t| t[1]), totals.map(|t| t[2]));
+    let mut values: Vec<&dyn rusqlite::ToSql> = vec![
+        &row.run_id,
+        &head,
+        &row.last_seq,
+        &change.status,
+        &finished_at,
+        &steps,
+        &change.responses,
+        &total_input,
+        &input,
+        &total_output,
+        &output,
+        &total_cached,
+        &cached,
+        &cost,
+        &change.cost_usd,
+    ];
+    let sql = match &from {
+        Some(last_seq) => {
+            values.push(last_seq);
+            UPDATE_RUN_FROM
+        }
+        None => UPDATE_RUN,
+    };
+    let changed = conn.prepare_cached(sql).and_then(|mut s| s.execute(&*values)).map_err(write_failed)?;
+    Ok(changed > 0)
 }
 
 fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
@@ -515,10 +823,14 @@ mod tests {
     use rein_testkit::conformance::{model_requested, model_responded, run_started};
     use rein_types::RunId;
 
-    fn journal() -> Connection {
+    fn database() -> Connection {
         let mut conn = Connection::open_in_memory().unwrap();
         crate::schema::migrate(&mut conn, std::path::Path::new(":memory:")).unwrap();
         conn
+    }
+
+    fn journal() -> WriteConn {
+        WriteConn { db: database(), heads: HashMap::new(), owner: "test/1/1".into() }
     }
 
     fn group(batches: Vec<Vec<Event>>) -> Vec<Batch> {
@@ -535,7 +847,7 @@ mod tests {
 
     #[test]
     fn a_failing_batch_is_rolled_back_alone_within_its_group() {
-        let conn = journal();
+        let mut conn = journal();
         let (a, b) = (RunId::new(), RunId::new());
         let usage = Usage { input_tokens: 1, output_tokens: 1, cached_input_tokens: 0 };
         let batches = group(vec![
@@ -545,7 +857,7 @@ mod tests {
             vec![model_responded(b, 1, 3, 1, usage, 1.0), model_requested(a, 1, 4, 2)],
             vec![model_responded(b, 1, 3, 1, usage, 0.5)],
         ]);
-        let outcomes = write_group(&conn, &refs(&batches));
+        let outcomes = write_group(&mut conn, &refs(&batches));
         let failed: Vec<bool> = outcomes.iter().map(Result::is_err).collect();
         assert_eq!(failed, [false, false, true, false]);
         assert!(conn.is_autocommit(), "the group transaction is closed");
@@ -556,12 +868,12 @@ mod tests {
 
     #[test]
     fn a_failing_batch_alone_leaves_nothing() {
-        let conn = journal();
+        let mut conn = journal();
         let a = RunId::new();
         let first = group(vec![vec![run_started(a, 0, 1, "g", "x")]]);
-        assert!(write_group(&conn, &refs(&first))[0].is_ok());
+        assert!(write_group(&mut conn, &refs(&first))[0].is_ok());
         let clash = group(vec![vec![model_requested(a, 0, 2, 1)]]);
-        let outcomes = write_group(&conn, &refs(&clash));
+        let outcomes = write_group(&mut conn, &refs(&clash));
         assert!(outcomes[0].is_err());
         assert!(conn.is_autocommit(), "the transaction is closed");
         assert_eq!(count(&conn, "SELECT COUNT(*) FROM events"), 1);
@@ -574,6 +886,68 @@ mod tests {
         assert!(Batch::encode(&[model_requested(a, 2, 2, 1), model_requested(a, 1, 3, 1)]).is_err());
     }
 
+    fn head(conn: &WriteConn, run: RunId) -> Option<i64> {
+        conn.heads.get(&run).map(|head| head.last_seq)
+    }
+
+    #[test]
+    fn heads_are_remembered_once_committed_and_forgotten_when_runs_let_go() {
+        let mut conn = journal();
+        let (a, b) = (RunId::new(), RunId::new());
+        let batches = group(vec![
+            vec![run_started(a, 0, 1, "g", "x")],
+            vec![run_started(b, 0, 1, "g", "y"), model_requested(b, 1, 2, 1)],
+            // Clashes: a's head stays where the first batch put it.
+            vec![model_requested(a, 0, 2, 1)],
+        ]);
+        let failed: Vec<bool> = write_group(&mut conn, &refs(&batches)).iter().map(Result::is_err).collect();
+        assert_eq!(failed, [false, false, true]);
+        assert_eq!((head(&conn, a), head(&conn, b)), (Some(0), Some(1)));
+        let stored: Vec<u8> =
+            conn.query_row("SELECT head_hash FROM runs WHERE run_id = ?1", [b.to_string()], |row| row.get(0)).unwrap();
+        assert_eq!(stored, conn.heads[&b].hash, "the remembered head is the stored one");
+
+        // A batch failing after it moved a head leaves the memory as it was.
+        let clash = group(vec![vec![model_requested(a, 1, 3, 1), model_requested(b, 0, 3, 1)]]);
+        assert!(write_group(&mut conn, &refs(&clash))[0].is_err());
+        assert_eq!(head(&conn, a), Some(0));
+
+        let usage = Usage::default();
+        let done = group(vec![vec![
+            rein_testkit::conformance::run_finished(a, 1, 4, rein_types::RunStatus::Succeeded, 0, usage, 0.0),
+            model_requested(b, 2, 4, 2),
+        ]]);
+        assert!(write_group(&mut conn, &refs(&done))[0].is_ok());
+        assert_eq!((head(&conn, a), head(&conn, b)), (None, Some(2)), "a finished run is forgotten");
+    }
+
+    #[test]
+    fn a_stale_head_is_noticed_and_the_stored_one_read() {
+        let mut conn = journal();
+        let a = RunId::new();
+        assert!(
+            write_group(&mut conn, &refs(&group(vec![vec![run_started(a, 0, 1, "g", "x")]]))).iter().all(Result::is_ok)
+        );
+        let stale = conn.heads.clone();
+        // Seqs 1 and 2 in one row, appended (as far as the stale memory
+        // knows) by another process.
+        let other = group(vec![vec![model_requested(a, 1, 2, 1), model_requested(a, 2, 3, 2)]]);
+        assert!(write_group(&mut conn, &refs(&other))[0].is_ok());
+
+        // Seq 2 again starts no existing row, so only the head check stands
+        // between it and a repeated seq.
+        conn.heads = stale.clone();
+        let repeat = group(vec![vec![model_requested(a, 2, 4, 3)]]);
+        assert!(write_group(&mut conn, &refs(&repeat))[0].is_err(), "a repeated seq is refused");
+
+        conn.heads = stale;
+        let next = group(vec![vec![model_requested(a, 3, 5, 3)]]);
+        assert!(write_group(&mut conn, &refs(&next))[0].is_ok());
+        assert_eq!(head(&conn, a), Some(3));
+        let report = crate::chain::verify(&conn, a).unwrap();
+        assert!(report.is_intact() && report.events == 4, "{report:?}");
+    }
+
     fn one(run: RunId) -> Batch {
         Batch::encode(&[run_started(run, 0, 1, "w", "x")]).unwrap()
     }
@@ -584,7 +958,7 @@ mod tests {
 
     #[test]
     fn a_lead_handed_to_a_cancelled_waiter_is_taken_back() {
-        let writer = Writer::new(journal());
+        let writer = Writer::new(database(), "test/1/1".into());
         let held = writer.try_conn().unwrap();
         // Both queue behind the appender holding the connection.
         let mut first = Box::pin(writer.append(one(RunId::new())));
@@ -607,7 +981,7 @@ mod tests {
 
     #[test]
     fn a_batch_whose_waiter_is_gone_is_still_committed() {
-        let writer = Writer::new(journal());
+        let writer = Writer::new(database(), "test/1/1".into());
         let held = writer.try_conn().unwrap();
         let mut waiter = Box::pin(writer.append(one(RunId::new())));
         assert!(poll(waiter.as_mut()).is_pending());

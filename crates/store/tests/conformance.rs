@@ -35,6 +35,7 @@ conformance_cases!(
     run_finished_totals_win,
     runs_filter_and_order,
     resolve_by_id_and_prefix,
+    suspended_and_resumed_runs_list_their_status,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

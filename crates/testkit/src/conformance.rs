@@ -16,6 +16,10 @@
 //!   journaled; its summary then follows `ModelResponded` (one step each,
 //!   usage and cost summed) until `RunFinished`, whose totals replace the
 //!   sums; `input_preview` is the input's first line cut to 80 characters;
+//! - a run's status follows its events: `RunStarted` and `RunResumed` make
+//!   it `running`, `RunSuspended` gives it the status it names (not
+//!   terminal: no finish time), `RunFinished` its final status; within one
+//!   batch the last of them wins;
 //! - `runs` lists newest first (`started_at_ms`, then run id, descending) and
 //!   a `limit` of 0 lists nothing;
 //! - `resolve` takes a full id (any case) or a unique prefix of the
@@ -24,8 +28,8 @@
 
 use rein_types::{
     AgentVersion, Event, EventKind, FinishReason, Journal, JournalError, LimitKind, Limits, ModelErrorKind,
-    PartialResult, RejectReason, RiskTier, RunFilter, RunId, RunStatus, RunSummary, ToolCall, ToolCallId, ToolOutcome,
-    Usage,
+    PartialResult, Reconciliation, RejectReason, RiskTier, RunFilter, RunId, RunStatus, RunSummary, ToolCall,
+    ToolCallId, ToolOutcome, Usage,
 };
 use serde_json::json;
 use std::sync::Arc;
@@ -47,6 +51,7 @@ where
     run_finished_totals_win(&make()).await;
     runs_filter_and_order(&make()).await;
     resolve_by_id_and_prefix(&make()).await;
+    suspended_and_resumed_runs_list_their_status(&make()).await;
     concurrent_appenders(Arc::new(make())).await;
     failed_batches_do_not_fail_concurrent_ones(Arc::new(make())).await;
 }
@@ -138,7 +143,26 @@ pub fn run_finished(
     }
 }
 
-/// One event of every kind, seq 0 to 10, with awkward content (non-ASCII
+/// A `RunSuspended` with the given (suspended) status.
+pub fn run_suspended(run: RunId, seq: u64, at_ms: u64, status: RunStatus) -> Event {
+    Event {
+        run_id: run,
+        seq,
+        at_ms,
+        kind: EventKind::RunSuspended {
+            status,
+            reason: status.as_str().into(),
+            explanation: "The run waits for a person.".into(),
+        },
+    }
+}
+
+/// A `RunResumed` by the process `by`.
+pub fn run_resumed(run: RunId, seq: u64, at_ms: u64, by: &str) -> Event {
+    Event { run_id: run, seq, at_ms, kind: EventKind::RunResumed { by: by.into(), paused_ms: 1_500 } }
+}
+
+/// One event of every kind, seq 0 to 15, with awkward content (non-ASCII
 /// text, quotes, newlines, nested JSON, fractional costs) so a store's
 /// encoding is exercised.
 pub fn every_kind(run: RunId, at_ms: u64) -> Vec<Event> {
@@ -195,12 +219,29 @@ pub fn every_kind(run: RunId, at_ms: u64) -> Vec<Event> {
             risk: RiskTier::Dangerous,
             idempotency_key: "run:1:0".into(),
         },
+        EventKind::ApprovalRequested {
+            step: 1,
+            call_id: "call_1".into(),
+            approval_id: "run:1:0".into(),
+            tool: "lookup".into(),
+            risk: RiskTier::Dangerous,
+            arguments: json!({"q": "x", "n": [1, 2.5, null], "deep": {"ok": true}}),
+            rationale: Some("I need the \"real\" figure —\nfirst.".into()),
+            expires_at_ms: 86_400_000,
+        },
+        EventKind::RunSuspended {
+            status: RunStatus::WaitingApproval,
+            reason: "approval".into(),
+            explanation: "Waiting for approval of `lookup`.".into(),
+        },
+        EventKind::RunResumed { by: "host.example/4242/987654".into(), paused_ms: 60_000 },
         EventKind::ApprovalDecided {
             step: 1,
             call_id: "call_1".into(),
             tool: "lookup".into(),
             approved: true,
             by: "alice@example.com".into(),
+            waited_ms: 59_999,
             note: Some("fine".into()),
             edited_arguments: Some(json!({"q": "y"})),
         },
@@ -210,6 +251,20 @@ pub fn every_kind(run: RunId, at_ms: u64) -> Vec<Event> {
             tool: "lookup".into(),
             outcome: ToolOutcome::Ok { data: json!({"rows": [{"id": 1}], "emoji": "🦀"}), truncated: true },
             latency_ms: 31,
+        },
+        EventKind::ReconciliationRequired {
+            step: 2,
+            call_id: "call_2".into(),
+            tool: "send".into(),
+            arguments: json!({"to": "bob@example.com"}),
+            idempotency_key: "run:2:0".into(),
+        },
+        EventKind::CallReconciled {
+            step: 2,
+            call_id: "call_2".into(),
+            tool: "send".into(),
+            resolution: Reconciliation::Done { result: json!({"sent": true}) },
+            by: "bob".into(),
         },
         EventKind::ControlNotice { step: 2, message: "You already called `lookup` with these arguments.".into() },
         EventKind::LimitHit { step: 2, limit: LimitKind::CostBudget, detail: "spent $0.1000001 of $0.1".into() },
@@ -537,6 +592,58 @@ pub async fn resolve_by_id_and_prefix(journal: &dyn Journal) {
             other => panic!("resolve `{input}` should be NotFound, got {other:?}"),
         }
     }
+}
+
+/// A suspended run lists with the status it was suspended with (and no
+/// finish time: it is not over), a resumed one as running again; a batch's
+/// last status-changing event wins.
+pub async fn suspended_and_resumed_runs_list_their_status(journal: &dyn Journal) {
+    let run = RunId::new();
+    let usage = Usage { input_tokens: 10, output_tokens: 2, cached_input_tokens: 0 };
+    let status_of = |summary: RunSummary| (summary.status, summary.finished_at_ms);
+    ok(
+        journal.append(&[run_started(run, 0, 1_000, "pausing", "go"), model_requested(run, 1, 1_001, 1)]).await,
+        "start",
+    );
+    ok(journal.append(&[run_suspended(run, 2, 1_002, RunStatus::WaitingApproval)]).await, "suspend");
+    assert_eq!(status_of(summary_of(journal, run).await), (RunStatus::WaitingApproval, None));
+    let waiting = RunFilter { status: Some(RunStatus::WaitingApproval), ..RunFilter::default() };
+    let listed: Vec<RunId> = ok(journal.runs(&waiting).await, "list waiting").iter().map(|r| r.run_id).collect();
+    assert_eq!(listed, [run], "a run waiting for approval lists under that status");
+    let running = RunFilter { status: Some(RunStatus::Running), ..RunFilter::default() };
+    assert!(ok(journal.runs(&running).await, "list running").is_empty(), "a suspended run is not running");
+
+    ok(journal.append(&[run_resumed(run, 3, 5_000, "host/1/1")]).await, "resume");
+    assert_eq!(status_of(summary_of(journal, run).await), (RunStatus::Running, None));
+
+    // Resumed and suspended again within one batch: suspended.
+    ok(
+        journal
+            .append(&[
+                run_resumed(run, 4, 6_000, "host/2/2"),
+                model_responded(run, 5, 6_001, 1, usage, 0.5),
+                run_suspended(run, 6, 6_002, RunStatus::NeedsReconciliation),
+            ])
+            .await,
+        "resume and suspend",
+    );
+    let summary = summary_of(journal, run).await;
+    assert_eq!((summary.status, summary.finished_at_ms, summary.steps), (RunStatus::NeedsReconciliation, None, 1));
+
+    ok(
+        journal
+            .append(&[
+                run_resumed(run, 7, 7_000, "host/3/3"),
+                run_finished(run, 8, 7_001, RunStatus::Succeeded, 1, usage, 0.5),
+            ])
+            .await,
+        "resume and finish",
+    );
+    let summary = summary_of(journal, run).await;
+    assert_eq!(
+        (summary.status, summary.finished_at_ms, summary.started_at_ms),
+        (RunStatus::Succeeded, Some(7_001), 1_000)
+    );
 }
 
 /// Many tasks appending at once (50 runs × 20 batches of 2 events) all land,

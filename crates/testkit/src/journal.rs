@@ -1,8 +1,9 @@
 //! An in-memory [`Journal`] with the same semantics as the durable stores:
 //! batches are atomic, a duplicate `(run_id, seq)` is refused, and the run
-//! summaries follow `RunStarted`, `ModelResponded` and `RunFinished` exactly as
-//! the SQLite store's `runs` table does. For tests, and for library users who
-//! want no disk. Nothing survives the process.
+//! summaries follow `RunStarted`, `ModelResponded`, `RunSuspended`,
+//! `RunResumed` and `RunFinished` exactly as the SQLite store's `runs` table
+//! does. For tests, and for library users who want no disk. Nothing survives
+//! the process.
 
 use async_trait::async_trait;
 use rein_types::{Event, EventKind, Journal, JournalError, RunFilter, RunId, RunStatus, RunSummary, Usage};
@@ -73,6 +74,7 @@ fn apply_to_summary(runs: &mut HashMap<RunId, RunSummary>, event: &Event) {
             });
             summary.agent.clone_from(agent);
             summary.agent_version.clone_from(&agent_version.0);
+            summary.status = RunStatus::Running;
             summary.started_at_ms = event.at_ms;
             summary.input_preview = input_preview(input);
         }
@@ -83,6 +85,17 @@ fn apply_to_summary(runs: &mut HashMap<RunId, RunSummary>, event: &Event) {
                 summary.steps = summary.steps.saturating_add(1);
                 summary.usage += *usage;
                 summary.cost_usd += cost_usd;
+            }
+        }
+        // Paused until a person acts, and taken up again: not over either way.
+        EventKind::RunSuspended { status, .. } => {
+            if let Some(summary) = runs.get_mut(&event.run_id) {
+                summary.status = *status;
+            }
+        }
+        EventKind::RunResumed { .. } => {
+            if let Some(summary) = runs.get_mut(&event.run_id) {
+                summary.status = RunStatus::Running;
             }
         }
         EventKind::RunFinished { status, steps, usage, cost_usd, .. } => {
@@ -192,6 +205,7 @@ mod tests {
         run_finished_totals_win,
         runs_filter_and_order,
         resolve_by_id_and_prefix,
+        suspended_and_resumed_runs_list_their_status,
     );
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

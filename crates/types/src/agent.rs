@@ -123,6 +123,10 @@ pub struct Limits {
     pub summarise_above_tokens: Option<u64>,
     /// Per-tool-call time-out, in milliseconds, unless the tool sets its own.
     pub tool_timeout_ms: u64,
+    /// How long an approval request waits for a person before it lapses and
+    /// counts as a rejection, in milliseconds. Time spent waiting does not
+    /// count against `timeout_ms`.
+    pub approval_timeout_ms: u64,
 }
 
 impl Default for Limits {
@@ -138,6 +142,7 @@ impl Default for Limits {
             max_output_repairs: 2,
             summarise_above_tokens: None,
             tool_timeout_ms: 30_000,
+            approval_timeout_ms: 24 * 60 * 60 * 1000,
         }
     }
 }

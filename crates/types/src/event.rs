@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// Version of the event encoding written by this build.
-pub const JOURNAL_FORMAT_VERSION: u16 = 1;
+pub const JOURNAL_FORMAT_VERSION: u16 = 2;
 
 /// One journal entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -77,6 +77,22 @@ pub enum RejectReason {
     RunEnded,
 }
 
+/// What a person found became of a call that needed reconciliation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "resolution", rename_all = "snake_case")]
+pub enum Reconciliation {
+    /// It took effect; `result` is what it returned, for the model.
+    Done { result: Value },
+    /// It did not take effect: run it again, with the same idempotency key.
+    Retry,
+    /// Give up: the run ends as failed.
+    Fail { reason: String },
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 /// What happened. Events are written before the runtime acts on them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -138,13 +154,35 @@ pub enum EventKind {
         reason: RejectReason,
         message: String,
     },
-    /// A human (or the absence of one) decided on a call that needs approval.
+    /// A call that needs a person's approval, with the preview they decide
+    /// on. Journaled before anyone is asked.
+    ApprovalRequested {
+        step: u32,
+        call_id: String,
+        /// `run:step:index`, what `rein approvals` takes.
+        approval_id: String,
+        tool: String,
+        risk: RiskTier,
+        arguments: Value,
+        /// What the model said alongside the call: its stated reason.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rationale: Option<String>,
+        /// After this (Unix ms) the request lapses and counts as rejected.
+        expires_at_ms: u64,
+    },
+    /// A person (or the lapse of the request) decided on a call that needs
+    /// approval.
     ApprovalDecided {
         step: u32,
         call_id: String,
         tool: String,
         approved: bool,
+        /// Who decided: a user name, or `expiry` for a lapsed request.
         by: String,
+        /// Time spent waiting for this decision that does not count against
+        /// the run's wall-clock limit.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        waited_ms: u64,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         note: Option<String>,
         /// Arguments as edited by the approver, when they changed them.
@@ -157,6 +195,40 @@ pub enum EventKind {
         tool: String,
         outcome: ToolOutcome,
         latency_ms: u64,
+    },
+    /// A call that can change the world was requested, and may or may not
+    /// have run before the process died; the tool is not idempotent, so a
+    /// person must say what happened.
+    ReconciliationRequired {
+        step: u32,
+        call_id: String,
+        tool: String,
+        arguments: Value,
+        idempotency_key: String,
+    },
+    /// A person said what became of a call that needed reconciliation.
+    CallReconciled {
+        step: u32,
+        call_id: String,
+        tool: String,
+        resolution: Reconciliation,
+        by: String,
+    },
+    /// The run paused until a person acts; `status` is `waiting_approval`
+    /// or `needs_reconciliation`. The process handling it lets it go.
+    RunSuspended {
+        status: RunStatus,
+        reason: String,
+        explanation: String,
+    },
+    /// A process took the run up again from its journal: after a crash,
+    /// a suspension, or a decision.
+    RunResumed {
+        /// The process that resumed it (`host/pid/start`).
+        by: String,
+        /// Time since the previous event, during which the run did not run;
+        /// it does not count against the wall-clock limit.
+        paused_ms: u64,
     },
     /// The final answer did not match the agent's output schema; `message`
     /// (what is wrong, and the schema) goes back to the model for repair.
@@ -211,7 +283,12 @@ impl EventKind {
             EventKind::ModelFailed { .. } => "model_failed",
             EventKind::ToolCallRequested { .. } => "tool_call_requested",
             EventKind::ToolCallRejected { .. } => "tool_call_rejected",
+            EventKind::ApprovalRequested { .. } => "approval_requested",
             EventKind::ApprovalDecided { .. } => "approval_decided",
+            EventKind::ReconciliationRequired { .. } => "reconciliation_required",
+            EventKind::CallReconciled { .. } => "call_reconciled",
+            EventKind::RunSuspended { .. } => "run_suspended",
+            EventKind::RunResumed { .. } => "run_resumed",
             EventKind::ToolCallExecuted { .. } => "tool_call_executed",
             EventKind::OutputRejected { .. } => "output_rejected",
             EventKind::ContextSummarised { .. } => "context_summarised",

@@ -11,6 +11,7 @@
 //! the edge crates.
 
 pub mod agent;
+pub mod control;
 pub mod decl;
 pub mod event;
 pub mod ids;
@@ -22,12 +23,13 @@ pub mod tool;
 pub mod usage;
 
 pub use agent::{AgentSpec, Limits, ModelRef, ModelSettings, Phase, Route, StopConditions};
+pub use control::{AgentRecord, CHAIN_GENESIS, ChainFault, ChainProblem, ChainReport, ControlStore, Lease, chain_hash};
 pub use decl::{BodyMapping, HttpToolDecl, ProviderDecl, RetryPolicy, SqlMode, SqlToolDecl, ToolImpl};
-pub use event::{Event, EventKind, JOURNAL_FORMAT_VERSION, LimitKind, RejectReason};
+pub use event::{Event, EventKind, JOURNAL_FORMAT_VERSION, LimitKind, Reconciliation, RejectReason};
 pub use ids::{AgentVersion, IdempotencyKey, RunId, ToolCallId, ToolName, ToolNameError};
 pub use message::{Message, ToolCall};
 pub use model::{FinishReason, ModelError, ModelErrorKind, ModelRequest, ModelResponse};
-pub use outcome::{PartialResult, RunOutcome, RunStatus};
+pub use outcome::{PartialResult, PendingAction, PendingKind, RunOutcome, RunStatus};
 pub use ports::{
     Clock, Journal, JournalError, Model, OnDelta, RunFilter, RunSummary, StreamDelta, SystemClock, Tool, ToolContext,
 };

@@ -2,6 +2,7 @@
 
 use crate::event::LimitKind;
 use crate::ids::{AgentVersion, RunId};
+use crate::tool::RiskTier;
 use crate::usage::Usage;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -18,6 +19,13 @@ pub enum RunStatus {
     /// A limit stopped the run; the outcome names which.
     LimitReached,
     Cancelled,
+    /// Paused, durably, until a person approves or rejects a tool call
+    /// (`rein approvals`). Not terminal.
+    WaitingApproval,
+    /// Paused because a call that can change the world was in flight when
+    /// the process died, and the tool is not idempotent: a person says
+    /// whether it took effect (`rein runs reconcile`). Not terminal.
+    NeedsReconciliation,
 }
 
 impl RunStatus {
@@ -29,6 +37,8 @@ impl RunStatus {
             RunStatus::Escalated => "escalated",
             RunStatus::LimitReached => "limit_reached",
             RunStatus::Cancelled => "cancelled",
+            RunStatus::WaitingApproval => "waiting_approval",
+            RunStatus::NeedsReconciliation => "needs_reconciliation",
         }
     }
 
@@ -40,12 +50,20 @@ impl RunStatus {
             "escalated" => RunStatus::Escalated,
             "limit_reached" => RunStatus::LimitReached,
             "cancelled" => RunStatus::Cancelled,
+            "waiting_approval" => RunStatus::WaitingApproval,
+            "needs_reconciliation" => RunStatus::NeedsReconciliation,
             _ => return None,
         })
     }
 
+    /// Whether the run is over: nothing will ever be appended to it again.
     pub fn is_terminal(self) -> bool {
-        self != RunStatus::Running
+        !matches!(self, RunStatus::Running | RunStatus::WaitingApproval | RunStatus::NeedsReconciliation)
+    }
+
+    /// Paused until a person acts.
+    pub fn is_suspended(self) -> bool {
+        matches!(self, RunStatus::WaitingApproval | RunStatus::NeedsReconciliation)
     }
 }
 
@@ -89,4 +107,38 @@ pub struct RunOutcome {
     pub usage: Usage,
     pub cost_usd: f64,
     pub duration_ms: u64,
+    /// What a suspended run waits for: one entry per call awaiting a
+    /// person's approval or reconciliation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<PendingAction>,
+}
+
+/// What a person must decide for a suspended run to go on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PendingKind {
+    /// Approve, edit or reject the call (`rein approvals`).
+    Approval,
+    /// Say whether the interrupted call took effect (`rein runs reconcile`).
+    Reconciliation,
+}
+
+/// A tool call a suspended run waits on, with what a person needs to decide.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingAction {
+    /// The approval id (for approvals) or the call's idempotency key; both
+    /// are `run:step:index`.
+    pub id: String,
+    pub kind: PendingKind,
+    pub step: u32,
+    pub call_id: String,
+    pub tool: String,
+    pub risk: RiskTier,
+    pub arguments: Value,
+    /// What the model said alongside the call: its stated reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rationale: Option<String>,
+    /// When an approval request lapses and counts as rejected (Unix ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at_ms: Option<u64>,
 }

@@ -1,0 +1,136 @@
+//! What a store keeps beside the events so that runs can be operated on from
+//! any process: registered agent definitions (resume rebuilds an agent from
+//! the exact version a run started with), the kill switch, cancel requests,
+//! which process holds a run, and the hash chain that makes the journal
+//! tamper-evident.
+
+use crate::ids::{AgentVersion, RunId};
+use crate::ports::JournalError;
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// The hash before a run's first event.
+pub const CHAIN_GENESIS: [u8; 32] = [0; 32];
+
+/// One link of a run's hash chain: the hash of the previous link and of the
+/// event's stored bytes. Any edit, reordering or removal of an event changes
+/// every hash after it.
+pub fn chain_hash(previous: &[u8; 32], event_bytes: &[u8]) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update(previous);
+    hasher.update(event_bytes);
+    hasher.finalize().into()
+}
+
+/// An agent name known to the store, with its kill-switch state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentRecord {
+    pub name: String,
+    /// A disabled agent starts no runs, and its running runs stop at their
+    /// next step boundary.
+    pub enabled: bool,
+    /// Who last disabled or enabled it, and when (Unix ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed_at_ms: Option<u64>,
+    /// Registered versions, and the newest of them.
+    pub versions: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latest_version: Option<String>,
+}
+
+/// The process holding a run: it appended the run's start or resumption and
+/// has not suspended or finished it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// `host/pid/start`, see the store's process identity.
+    pub owner: String,
+    pub since_ms: u64,
+}
+
+/// What is wrong with one event of a chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChainFault {
+    /// The event's bytes no longer hash to what was recorded: it was edited.
+    Edited,
+    /// The event does not follow the one before it: events were removed or
+    /// reordered before it.
+    Broken,
+    /// Seq numbers skip or repeat: events were removed or reordered.
+    Gap,
+    /// The chain ends before the run's recorded head: events were removed
+    /// from the end.
+    Truncated,
+    /// Written before the journal was chained; it cannot be checked.
+    Unchained,
+}
+
+/// One problem found in a run's chain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChainProblem {
+    pub seq: u64,
+    pub fault: ChainFault,
+    pub detail: String,
+}
+
+/// The result of checking one run's hash chain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChainReport {
+    pub run_id: RunId,
+    pub events: u64,
+    /// The hash of the last event, hex: keep it elsewhere to detect a
+    /// rewrite of the whole chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head: Option<String>,
+    pub problems: Vec<ChainProblem>,
+}
+
+impl ChainReport {
+    pub fn is_intact(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// The operational side of a store, shared by every process using it.
+#[async_trait]
+pub trait ControlStore: Send + Sync {
+    /// Records an agent version's definition (what resume rebuilds the agent
+    /// from). Registering the same version again changes nothing.
+    async fn register_agent(
+        &self,
+        name: &str,
+        version: &AgentVersion,
+        definition: &Value,
+        now_ms: u64,
+    ) -> Result<(), JournalError>;
+
+    /// The definition registered for `name` at `version`.
+    async fn agent_definition(&self, name: &str, version: &AgentVersion) -> Result<Option<Value>, JournalError>;
+
+    /// Every agent with a registered version or a kill-switch state, by name.
+    async fn agents(&self) -> Result<Vec<AgentRecord>, JournalError>;
+
+    /// The kill switch.
+    async fn set_agent_enabled(&self, name: &str, enabled: bool, by: &str, now_ms: u64) -> Result<(), JournalError>;
+
+    /// Whether `name` may run; agents never disabled are enabled.
+    async fn agent_enabled(&self, name: &str) -> Result<bool, JournalError>;
+
+    /// Asks whichever process holds `run` to cancel it at its next step
+    /// boundary.
+    async fn request_cancel(&self, run: RunId, by: &str, reason: &str, now_ms: u64) -> Result<(), JournalError>;
+
+    /// Those of `runs` that must stop, with why: a cancel request, or their
+    /// agent was disabled.
+    async fn stop_requests(&self, runs: &[RunId]) -> Result<Vec<(RunId, String)>, JournalError>;
+
+    /// The process holding `run`, if one does.
+    async fn lease(&self, run: RunId) -> Result<Option<Lease>, JournalError>;
+
+    /// Checks `run`'s hash chain against the stored events.
+    async fn verify_chain(&self, run: RunId) -> Result<ChainReport, JournalError>;
+}
