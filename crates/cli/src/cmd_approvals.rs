@@ -186,10 +186,22 @@ async fn find(session: &Session, id: &str) -> anyhow::Result<Result<(RunId, Stri
         Some(rein::EventKind::RunStarted { agent, .. }) => agent.clone(),
         _ => String::new(),
     };
+    // `RUN:STEP:INDEX`: step and index must match exactly (`RUN:3:0` is not
+    // `RUN:13:0`); a bare run (prefix) names its only waiting request.
+    let call = match id.split_once(':') {
+        None => None,
+        Some((_, rest)) => match crate::cmd_runs::step_and_index(rest) {
+            Some(call) => Some(call),
+            None => {
+                eprintln!("error: `{id}` is not an approval id (RUN:STEP:INDEX)");
+                return Ok(Err(EXIT_USAGE));
+            }
+        },
+    };
     let matching: Vec<PendingAction> = rein::pending_actions(&events)
         .into_iter()
         .filter(|a| a.kind == PendingKind::Approval)
-        .filter(|a| !id.contains(':') || a.id.ends_with(id.split_once(':').map_or("", |(_, rest)| rest)))
+        .filter(|a| call.is_none_or(|call| crate::cmd_runs::step_and_index_of(&a.id) == Some(call)))
         .collect();
     match matching.len() {
         1 => Ok(Ok((run, agent, matching.into_iter().next().unwrap_or_else(|| unreachable!())))),

@@ -73,6 +73,9 @@ async fn verify(journal: &SqliteJournal, args: VerifyArgs) -> anyhow::Result<u8>
             if report.is_intact() {
                 let head = report.head.as_deref().unwrap_or("-");
                 println!("ok      {}  {} events  head {}", report.run_id, report.events, &head[..head.len().min(16)]);
+                for problem in &report.problems {
+                    println!("        unchecked: {}", problem.detail);
+                }
             } else {
                 println!("BROKEN  {}  {} events", report.run_id, report.events);
                 for problem in &report.problems {

@@ -127,6 +127,20 @@ pub async fn run(command: RunsCommand, db: &Path) -> anyhow::Result<u8> {
     }
 }
 
+/// `STEP:INDEX`, the end of an approval id or idempotency key.
+pub fn step_and_index(text: &str) -> Option<(u32, u32)> {
+    let (step, index) = text.split_once(':')?;
+    Some((step.parse().ok()?, index.parse().ok()?))
+}
+
+/// The step and index of a full `RUN:STEP:INDEX` key.
+pub fn step_and_index_of(key: &str) -> Option<(u32, u32)> {
+    let mut parts = key.rsplitn(3, ':');
+    let index = parts.next()?.parse().ok()?;
+    let step = parts.next()?.parse().ok()?;
+    Some((step, index))
+}
+
 /// Resolves a run id or prefix, reporting a person's mistake as such.
 pub async fn resolve(journal: &SqliteJournal, id: &str) -> anyhow::Result<Result<RunId, u8>> {
     match journal.resolve(id).await {
@@ -165,6 +179,10 @@ async fn resume(session: Arc<Session>, args: ResumeArgs) -> anyhow::Result<u8> {
                 return Ok(3);
             }
         }
+        if let Some(outcome) = rein::outcome_of(&session.store.events(run).await?) {
+            eprintln!("run {run} already finished as {}; there is nothing to resume", outcome.status);
+            return Ok(EXIT_USAGE);
+        }
         return match session.resume(run, ResumeAction::Continue, args.force, display).await {
             Ok((outcome, streamed)) => Ok(report(&outcome, args.json, streamed)),
             Err(error) => {
@@ -173,7 +191,7 @@ async fn resume(session: Arc<Session>, args: ResumeArgs) -> anyhow::Result<u8> {
             }
         };
     }
-    let candidates = resumable(&session).await?;
+    let candidates = resumable(&session, args.force).await?;
     if candidates.is_empty() {
         if args.json {
             println!("[]");
@@ -224,13 +242,20 @@ async fn resume(session: Arc<Session>, args: ResumeArgs) -> anyhow::Result<u8> {
 /// Unfinished runs nobody drives: `running` with no live holder, and
 /// `waiting_approval` whose every request has lapsed (resuming tells the
 /// model they were rejected).
-async fn resumable(session: &Session) -> anyhow::Result<Vec<RunId>> {
+async fn resumable(session: &Session, force: bool) -> anyhow::Result<Vec<RunId>> {
     let now = now_ms();
     let mut runs = Vec::new();
     for (summary, lease) in session.store.unfinished_runs().await? {
         let free = match &lease {
             None => true,
-            Some(lease) => lease.owner != session.store.owner() && owner_liveness(&lease.owner) == Liveness::Dead,
+            Some(lease) => {
+                lease.owner != session.store.owner()
+                    && match owner_liveness(&lease.owner) {
+                        Liveness::Dead => true,
+                        Liveness::Unknown => force,
+                        Liveness::Alive => false,
+                    }
+            }
         };
         if !free {
             continue;
@@ -265,24 +290,44 @@ async fn cancel(session: &Session, args: CancelArgs) -> anyhow::Result<u8> {
     session.store.request_cancel(run, &by, &args.reason, now_ms()).await?;
     let reason = format!("cancelled by {by}: {}", args.reason);
     let display = Display { json: args.json, quiet: true };
-    match session.resume(run, ResumeAction::Cancel { reason }, false, display).await {
-        Ok((outcome, _)) => return Ok(report(&outcome, args.json, false)),
-        Err(error) => eprintln!("{error:#}; waiting for it to stop at its next step boundary…"),
-    }
-    // Another live process holds the run: wait for it to act on the request.
+    // Cancel it here if nobody holds it; otherwise wait for its holder to
+    // act on the request, and take over should the holder go away first.
+    let mut told = false;
     for _ in 0..120 {
-        tokio::time::sleep(Duration::from_millis(250)).await;
         if let Some(outcome) = rein::outcome_of(&session.store.events(run).await?) {
-            return Ok(report(&outcome, args.json, false));
+            return Ok(cancelled(&outcome, args.json));
         }
+        match session.resume(run, ResumeAction::Cancel { reason: reason.clone() }, false, display).await {
+            Ok((outcome, _)) => return Ok(cancelled(&outcome, args.json)),
+            Err(error) if !told => {
+                eprintln!("{error:#}; waiting for it to stop at its next step boundary…");
+                told = true;
+            }
+            Err(_) => {}
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    eprintln!("run {run} has not stopped within 30 s; the cancel request stays recorded and its holder will act on it");
+    eprintln!(
+        "run {run} has not stopped within 30 s; the cancel request stays recorded and whoever drives it next will act on it"
+    );
     Ok(1)
 }
 
+/// Reports a cancelled run: the command did what was asked, so it exits 0.
+fn cancelled(outcome: &rein::RunOutcome, json: bool) -> u8 {
+    let code = report(outcome, json, false);
+    if outcome.status == RunStatus::Cancelled { 0 } else { code }
+}
+
 async fn reconcile(session: &Session, args: ReconcileArgs) -> anyhow::Result<u8> {
-    let (run_part, key) = match args.id.split_once(':') {
-        Some((run, _)) => (run.to_owned(), Some(args.id.clone())),
+    let (run_part, call) = match args.id.split_once(':') {
+        Some((run, rest)) => match step_and_index(rest) {
+            Some(call) => (run.to_owned(), Some(call)),
+            None => {
+                eprintln!("error: `{}` is neither a run id nor an idempotency key (RUN:STEP:INDEX)", args.id);
+                return Ok(EXIT_USAGE);
+            }
+        },
         None => (args.id.clone(), None),
     };
     let run = match resolve(&session.store, &run_part).await? {
@@ -294,7 +339,7 @@ async fn reconcile(session: &Session, args: ReconcileArgs) -> anyhow::Result<u8>
         rein::pending_actions(&events).into_iter().filter(|p| p.kind == PendingKind::Reconciliation).collect();
     let chosen: Vec<_> = waiting
         .iter()
-        .filter(|p| key.as_ref().is_none_or(|k| p.id == *k || p.id.ends_with(k.as_str())))
+        .filter(|p| call.is_none_or(|call| step_and_index_of(&p.id) == Some(call)))
         .filter(|p| args.call.as_ref().is_none_or(|c| p.call_id == *c))
         .collect();
     let call = match chosen.as_slice() {

@@ -140,12 +140,17 @@ impl Session {
     ) -> anyhow::Result<(RunOutcome, bool)> {
         self.check_free(run, force).await?;
         let agent = self.agent_of(run).await?;
+        // A cancel request or a disabled agent wins over anything else: the
+        // run must not take another step.
         let action = match action {
             cancel @ ResumeAction::Cancel { .. } => cancel,
-            _ if !self.store.agent_enabled(agent.name()).await? => {
-                ResumeAction::Cancel { reason: format!("agent {} is disabled", agent.name()) }
-            }
-            action => action,
+            action => match self.store.stop_requests(&[run]).await?.into_iter().next() {
+                Some((_, reason)) => ResumeAction::Cancel { reason },
+                None if !self.store.agent_enabled(agent.name()).await? => {
+                    ResumeAction::Cancel { reason: format!("agent {} is disabled", agent.name()) }
+                }
+                None => action,
+            },
         };
         let (runtime, progress) = self.runtime(&agent, display);
         let result = runtime.resume(&agent, run, action, self.options(run)).await;

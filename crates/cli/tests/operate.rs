@@ -215,6 +215,9 @@ async fn the_kill_switch_refuses_new_runs_and_cancels_waiting_ones() {
     let id = json_of(&again)["run_id"].as_str().unwrap().to_owned();
     let cancel = rein(&["runs", "cancel", &id[..12], "--reason", "duplicate request", "--json"], &db).await;
     assert_eq!(json_of(&cancel)["status"], "cancelled", "{}", stderr(&cancel));
+    assert_eq!(cancel.status.code(), Some(0), "a cancel that worked succeeds");
+    let resume = rein(&["runs", "resume", &id], &db).await;
+    assert_eq!(resume.status.code(), Some(2), "a finished run cannot be resumed: {}", stderr(&resume));
     assert!(json_of(&cancel)["explanation"].as_str().unwrap().contains("duplicate request"));
 }
 
@@ -291,7 +294,12 @@ async fn a_call_cut_off_by_sigkill_is_reconciled_by_a_person() {
     assert_eq!(mailbox.received.lock().unwrap().len(), 1, "a non-idempotent call is not repeated blindly");
     assert_eq!(resume.status.code(), Some(3));
 
-    let done = rein(&["runs", "reconcile", &run_id, "--done", r#"{"id": "msg-1"}"#, "--json"], &db).await;
+    // The call's key, with the run shortened to a prefix, names it.
+    let key = resumed[0]["pending"][0]["id"].as_str().unwrap().to_owned();
+    let short_key = format!("{}{}", &run_id[..8], &key[run_id.len()..]);
+    let wrong = rein(&["runs", "reconcile", &format!("{}:9:0", &run_id[..8]), "--retry"], &db).await;
+    assert_eq!(wrong.status.code(), Some(2), "no such call: {}", stderr(&wrong));
+    let done = rein(&["runs", "reconcile", &short_key, "--done", r#"{"id": "msg-1"}"#, "--json"], &db).await;
     let result = json_of(&done);
     assert_eq!(result["status"], "succeeded", "{}", stderr(&done));
     assert!(result["output"].as_str().unwrap().contains("msg-1"));

@@ -125,6 +125,9 @@ struct PendingCall {
     /// The journaled approval request, once there is one.
     approval: Option<RequestedApproval>,
     reconciliation: ReconcileState,
+    /// It was ready to run when a process died driving the run, so it may
+    /// have started.
+    may_have_run: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -1360,16 +1363,35 @@ impl RunMachine {
         // Calls accepted but never run (a later call in the turn ended the
         // run, or time ran out before they started) are resolved, so every
         // requested call has exactly one outcome in the journal.
+        // A call that may have started before a crash is not "not run":
+        // its effect is unknown, and the journal says so.
         let step = self.step;
-        let unrun: Vec<(String, String)> =
-            self.pending.iter().map(|p| (p.invocation.call_id.clone(), p.invocation.tool.clone())).collect();
-        for (call_id, tool) in unrun {
-            let message = format!("Not run: the run ended ({reason}) before `{tool}` was executed.");
-            self.emit(
-                events,
-                now_ms,
-                EventKind::ToolCallRejected { step, call_id, tool, reason: RejectReason::RunEnded, message },
-            );
+        let unrun: Vec<(String, String, bool)> = self
+            .pending
+            .iter()
+            .map(|p| {
+                let in_doubt = p.may_have_run || p.reconciliation == ReconcileState::Required;
+                (p.invocation.call_id.clone(), p.invocation.tool.clone(), in_doubt)
+            })
+            .collect();
+        for (call_id, tool, in_doubt) in unrun {
+            if in_doubt {
+                let outcome = ToolOutcome::Error {
+                    message: format!(
+                        "The run ended ({reason}) while it was unknown whether `{tool}` took effect: it was in flight when a process died."
+                    ),
+                    hint: Some("Check the system it acts on before doing this again.".into()),
+                    retryable: false,
+                };
+                self.emit(events, now_ms, EventKind::ToolCallExecuted { step, call_id, tool, outcome, latency_ms: 0 });
+            } else {
+                let message = format!("Not run: the run ended ({reason}) before `{tool}` was executed.");
+                self.emit(
+                    events,
+                    now_ms,
+                    EventKind::ToolCallRejected { step, call_id, tool, reason: RejectReason::RunEnded, message },
+                );
+            }
         }
         let output = output.or_else(|| self.last_text.clone());
         let unbacked_claims = match (&output, status) {
@@ -1484,19 +1506,32 @@ impl RunMachine {
                     };
                 }
             }
-            EventKind::RunSuspended { status, .. } => self.suspended = Some(*status),
+            EventKind::RunSuspended { status, .. } => {
+                self.suspended = Some(*status);
+                // The wait up to the suspension is counted now; the
+                // suspension itself is counted by the resumption.
+                if let Some(since) = self.waiting_since_ms {
+                    self.paused_ms += event.at_ms.saturating_sub(since);
+                    self.waiting_since_ms = Some(event.at_ms);
+                }
+            }
             EventKind::RunResumed { paused_ms, .. } => {
-                self.suspended = None;
+                let was_suspended = self.suspended.take().is_some();
                 self.paused_ms += paused_ms;
                 // The pause is already counted; waiting goes on from here.
                 if self.waiting_since_ms.is_some() {
                     self.waiting_since_ms = Some(event.at_ms);
                 }
-                // A call retried before the process died again may have
-                // run again: it is judged afresh.
-                for pending in &mut self.pending {
-                    if pending.reconciliation == ReconcileState::Retry {
-                        pending.reconciliation = ReconcileState::Clear;
+                if !was_suspended {
+                    // The process before died while driving the run: calls
+                    // ready to run may have started, and a retried call
+                    // may have run again, so it is judged afresh.
+                    let turn_ran = !self.pending.iter().any(|p| p.needs_approval);
+                    for pending in &mut self.pending {
+                        pending.may_have_run |= turn_ran;
+                        if pending.reconciliation == ReconcileState::Retry {
+                            pending.reconciliation = ReconcileState::Clear;
+                        }
                     }
                 }
             }
@@ -1532,6 +1567,7 @@ impl RunMachine {
                         needs_approval: spec.approval == rein_types::Approval::Required,
                         approval: None,
                         reconciliation: ReconcileState::Clear,
+                        may_have_run: false,
                     });
                 }
                 self.consecutive_invalid = 0;

@@ -18,7 +18,8 @@ use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use rein_core::{Effect, ResumeAction, ResumeError, RunMachine, ToolInvocation, ToolResult, Transition};
 use rein_types::{
-    Clock, Journal, JournalError, RiskTier, RunId, RunOutcome, StreamDelta, SystemClock, ToolContext, ToolOutcome,
+    Clock, EventKind, Journal, JournalError, RiskTier, RunId, RunOutcome, StreamDelta, SystemClock, ToolContext,
+    ToolOutcome,
 };
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -188,14 +189,25 @@ impl Runtime {
                 transition = machine.on_cancel(&reason, self.clock.now_ms());
                 continue;
             }
-            let force = match &effect {
-                Effect::Finish(_) | Effect::Suspend(_) | Effect::RequestApprovals(_) => true,
-                Effect::ExecuteTools(calls) => {
-                    let changes = calls.iter().any(|c| agent.plan.catalog.spec(c.tool_index).risk != RiskTier::Read);
-                    std::mem::replace(&mut after_side_effect, changes) || changes
-                }
-                Effect::CallModel => std::mem::take(&mut after_side_effect),
-            };
+            // A person's decision and a resumption (which takes the run
+            // over from another process) are committed before anything
+            // else happens.
+            let decided = events.iter().any(|e| {
+                matches!(
+                    e.kind,
+                    EventKind::ApprovalDecided { .. } | EventKind::CallReconciled { .. } | EventKind::RunResumed { .. }
+                )
+            });
+            let force = decided
+                || match &effect {
+                    Effect::Finish(_) | Effect::Suspend(_) | Effect::RequestApprovals(_) => true,
+                    Effect::ExecuteTools(calls) => {
+                        let changes =
+                            calls.iter().any(|c| agent.plan.catalog.spec(c.tool_index).risk != RiskTier::Read);
+                        std::mem::replace(&mut after_side_effect, changes) || changes
+                    }
+                    Effect::CallModel => std::mem::take(&mut after_side_effect),
+                };
             if let Effect::CallModel = effect {
                 transition = self.call_model(agent, &mut machine, &mut log, events, force, &signals).await?;
                 continue;

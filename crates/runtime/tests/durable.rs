@@ -486,3 +486,69 @@ async fn the_kill_switch_lets_a_tool_call_in_flight_finish_then_stops_at_the_ste
     assert!(executed, "the call in flight finished and was journaled");
     assert!(models <= 2, "no model call was answered after the stop");
 }
+
+/// A turn with two writes that are not idempotent, cut off after its calls
+/// were committed: both are in doubt.
+async fn two_writes_in_doubt(ledger: &Ledger) -> (Arc<BatchJournal>, RunId, Agent) {
+    let build = |ledger: &Ledger| {
+        let model = FnModel::new(|messages| {
+            Ok(if tool_results(messages) == 0 {
+                scripted::calls(&[("record", json!({"key": "x"})), ("record", json!({"key": "y"}))])
+            } else {
+                scripted::text("both recorded")
+            })
+        });
+        Agent::builder("recorder")
+            .model(model)
+            .tool(LedgerTool::new("record", RiskTier::Write, false, ledger))
+            .build()
+            .unwrap()
+    };
+    let journal = Arc::new(BatchJournal::default());
+    let runtime = Runtime::new(journal.clone()).with_durability(Durability::EveryStep);
+    let whole = runtime.run(&build(&Ledger::default()), "record x and y").await.unwrap();
+    let prefix = cut_with_record_in_flight(&journal.batches.lock().unwrap());
+    (journal_with(&prefix).await, whole.run_id, build(ledger))
+}
+
+#[tokio::test]
+async fn a_retry_answer_holds_while_another_call_still_waits_for_its_answer() {
+    let ledger = Ledger::default();
+    let (journal, run, agent) = two_writes_in_doubt(&ledger).await;
+    let runtime = Runtime::new(journal.clone());
+    let outcome = runtime.resume(&agent, run, ResumeAction::Continue, RunOptions::default()).await.unwrap();
+    assert_eq!(outcome.pending.len(), 2);
+    let (first, second) = (outcome.pending[0].clone(), outcome.pending[1].clone());
+    let retry =
+        ResumeAction::Reconcile { call_id: first.call_id.clone(), resolution: Reconciliation::Retry, by: "ops".into() };
+    let outcome = runtime.resume(&agent, run, retry, RunOptions::default()).await.unwrap();
+    assert_eq!(outcome.status, RunStatus::NeedsReconciliation);
+    assert_eq!(outcome.pending.len(), 1, "only the unanswered call waits: {:?}", outcome.pending);
+    let done = Reconciliation::Done { result: json!({"key": "y"}) };
+    let action = ResumeAction::Reconcile { call_id: second.call_id.clone(), resolution: done, by: "ops".into() };
+    let outcome = runtime.resume(&agent, run, action, RunOptions::default()).await.unwrap();
+    assert_eq!(outcome.status, RunStatus::Succeeded, "{}", outcome.explanation);
+    let ledger = ledger.lock().unwrap().clone();
+    assert_eq!(ledger.get(&first.id), Some(&1), "the call answered `retry` ran once");
+    assert_eq!(ledger.get(&second.id), None, "the call answered `done` did not run again");
+}
+
+#[tokio::test]
+async fn cancelling_a_run_with_calls_in_doubt_does_not_journal_them_as_not_run() {
+    let ledger = Ledger::default();
+    let (journal, run, agent) = two_writes_in_doubt(&ledger).await;
+    let runtime = Runtime::new(journal.clone());
+    let cancel = ResumeAction::Cancel { reason: "operator".into() };
+    let outcome = runtime.resume(&agent, run, cancel, RunOptions::default()).await.unwrap();
+    assert_eq!(outcome.status, RunStatus::Cancelled);
+    let events = journal.events(run).await.unwrap();
+    let in_doubt = events
+        .iter()
+        .filter(|e| matches!(&e.kind, EventKind::ToolCallExecuted { outcome: ToolOutcome::Error { message, .. }, .. } if message.contains("unknown whether")))
+        .count();
+    assert_eq!(in_doubt, 2, "both writes are journaled as of unknown effect");
+    assert!(
+        !events.iter().any(|e| matches!(&e.kind, EventKind::ToolCallRejected { reason: RejectReason::RunEnded, .. }))
+    );
+    assert!(ledger.lock().unwrap().is_empty());
+}

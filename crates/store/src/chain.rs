@@ -99,6 +99,16 @@ impl Check {
         let seqs: Vec<Option<u64>> = elements.iter().map(|range| leading_seq(&body[range.clone()])).collect();
         let count = elements.len();
         let links = match hashes {
+            // Hashes missing after chained rows were removed, not never
+            // written: only a run's oldest rows can predate the chain.
+            None if self.last.is_some() => {
+                self.problem(
+                    first_seq,
+                    ChainFault::Broken,
+                    format!("seqs {first_seq} to {last_seq} lost their chain hashes after chained events"),
+                );
+                Links::Unchained
+            }
             None => {
                 self.problem(
                     first_seq,

@@ -180,12 +180,17 @@ async fn a_rewritten_chain_shows_against_the_recorded_head() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rows_without_hashes_are_unchained() {
+async fn hashes_stripped_after_chained_rows_break_the_chain_and_an_unchained_prefix_is_only_unchecked() {
     let (_dir, path, journal) = fresh();
     let run = one_event_rows(&journal, 3).await;
     exec(&path, "UPDATE events SET hashes = NULL WHERE run_id = ?1 AND first_seq = 2", run);
     let report = journal.verify_chain(run).await.unwrap();
-    assert_eq!(faults(&report), [(2, ChainFault::Unchained)], "{report:?}");
+    assert_eq!(faults(&report), [(2, ChainFault::Broken)], "{report:?}");
+    assert!(!report.is_intact());
+    let run = one_event_rows(&journal, 3).await;
+    exec(&path, "UPDATE events SET hashes = NULL WHERE run_id = ?1 AND first_seq = 0", run);
+    let report = journal.verify_chain(run).await.unwrap();
+    assert_eq!(faults(&report).first(), Some(&(0, ChainFault::Unchained)), "{report:?}");
     match journal.verify_chain(RunId::new()).await {
         Err(JournalError::NotFound(_)) => {}
         other => panic!("an unknown run is not found, got {other:?}"),

@@ -90,8 +90,10 @@ pub struct ChainReport {
 }
 
 impl ChainReport {
+    /// No event was found edited, removed or reordered. Events written
+    /// before the journal was chained cannot be checked and do not count.
     pub fn is_intact(&self) -> bool {
-        self.problems.is_empty()
+        self.problems.iter().all(|p| p.fault == ChainFault::Unchained)
     }
 }
 
