@@ -7,6 +7,17 @@
 # (the venv is created here on first use).
 set -euo pipefail
 cd "$(dirname "$0")"
+# The table is built from every row of results/raw.jsonl, so a sitting starts
+# with `--new-sitting`, which moves the previous sitting's rows to
+# results/history/ (the runner would otherwise mix code versions and machine
+# states in one median).
+if [[ "${1:-}" == "--new-sitting" ]]; then
+  shift
+  if [ -s results/raw.jsonl ]; then
+    mkdir -p results/history
+    mv results/raw.jsonl "results/history/raw-$(date -u +%Y%m%dT%H%M%SZ).jsonl"
+  fi
+fi
 SHARED=../../shared/bench
 [ -d "$SHARED" ] || { echo "bench: needs ../shared/bench beside the repository" >&2; exit 2; }
 # The runner times each client with GNU time (Debian package `time`).
