@@ -5,8 +5,8 @@ use crate::EXIT_USAGE;
 use crate::cmd_run::json_result;
 use crate::session::{Display, Session, now_ms, who};
 use clap::{Args, Subcommand};
+use rein::ResumeAction;
 use rein::store::{Liveness, owner_liveness};
-use rein::{ControlStore, ResumeAction};
 use std::path::Path;
 
 #[derive(Subcommand)]

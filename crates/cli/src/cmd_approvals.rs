@@ -7,7 +7,7 @@ use crate::cmd_runs::resolve;
 use crate::session::{Display, Session, now_ms, short, who};
 use crate::{EXIT_USAGE, render};
 use clap::{Args, Subcommand};
-use rein::{ApprovalDecision, Journal, PendingAction, PendingKind, ResumeAction, RunFilter, RunId, RunStatus};
+use rein::{ApprovalDecision, PendingAction, PendingKind, ResumeAction, RunFilter, RunId, RunStatus};
 use std::path::Path;
 
 #[derive(Subcommand)]
@@ -177,7 +177,7 @@ fn item(run: RunId, agent: &str, action: &PendingAction) -> serde_json::Value {
 /// (prefix) with exactly one request waiting.
 async fn find(session: &Session, id: &str) -> anyhow::Result<Result<(RunId, String, PendingAction), u8>> {
     let run_part = id.split(':').next().unwrap_or(id);
-    let run = match resolve(&session.store, run_part).await? {
+    let run = match resolve(session.store.as_ref(), run_part).await? {
         Ok(run) => run,
         Err(code) => return Ok(Err(code)),
     };

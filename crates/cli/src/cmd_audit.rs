@@ -3,9 +3,9 @@
 
 use crate::cmd_runs::resolve;
 use crate::render;
+use crate::session::open_store;
 use clap::{Args, Subcommand};
-use rein::store::SqliteJournal;
-use rein::{ControlStore, Journal, RunFilter, ToolOutcome};
+use rein::{RunFilter, Store, ToolOutcome};
 use std::path::Path;
 
 #[derive(Subcommand)]
@@ -46,14 +46,14 @@ pub async fn run(command: AuditCommand, db: &Path) -> anyhow::Result<u8> {
         eprintln!("error: no journal at {} (no runs yet, or pass --db / REIN_DB)", db.display());
         return Ok(crate::EXIT_USAGE);
     }
-    let journal = SqliteJournal::open(db)?;
+    let journal = open_store(db)?;
     match command {
-        AuditCommand::Verify(args) => verify(&journal, args).await,
-        AuditCommand::Log(args) => log(&journal, args).await,
+        AuditCommand::Verify(args) => verify(journal.as_ref(), args).await,
+        AuditCommand::Log(args) => log(journal.as_ref(), args).await,
     }
 }
 
-async fn verify(journal: &SqliteJournal, args: VerifyArgs) -> anyhow::Result<u8> {
+async fn verify(journal: &dyn Store, args: VerifyArgs) -> anyhow::Result<u8> {
     let runs = match &args.run {
         Some(id) => match resolve(journal, id).await? {
             Ok(run) => vec![run],
@@ -88,7 +88,7 @@ async fn verify(journal: &SqliteJournal, args: VerifyArgs) -> anyhow::Result<u8>
     Ok(if broken == 0 { 0 } else { 1 })
 }
 
-async fn log(journal: &SqliteJournal, args: LogArgs) -> anyhow::Result<u8> {
+async fn log(journal: &dyn Store, args: LogArgs) -> anyhow::Result<u8> {
     let runs = match &args.run {
         Some(id) => match resolve(journal, id).await? {
             Ok(run) => vec![run],

@@ -6,7 +6,7 @@ use crate::session::{Display, Session};
 use crate::{EXIT_USAGE, render};
 use anyhow::Context;
 use clap::Args;
-use rein::{ControlStore, Overrides, RunId, RunOutcome, RunStatus};
+use rein::{Overrides, RunId, RunOutcome, RunStatus};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 

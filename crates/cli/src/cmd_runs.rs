@@ -2,14 +2,12 @@
 //! says, and acting on runs from any process.
 
 use crate::cmd_run::{exit_code, json_result, report};
+use crate::session::open_store;
 use crate::session::{Display, Session, now_ms, who};
 use crate::{EXIT_USAGE, render};
 use clap::{Args, Subcommand};
-use rein::store::{Liveness, SqliteJournal, owner_liveness};
-use rein::{
-    ControlStore, Journal, JournalError, PendingKind, Reconciliation, ResumeAction, RunFilter, RunId, RunRecord,
-    RunStatus,
-};
+use rein::store::{Liveness, owner_liveness};
+use rein::{JournalError, PendingKind, Reconciliation, ResumeAction, RunFilter, RunId, RunRecord, RunStatus, Store};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -119,8 +117,8 @@ pub async fn run(command: RunsCommand, db: &Path) -> anyhow::Result<u8> {
         return Ok(EXIT_USAGE);
     }
     match command {
-        RunsCommand::List(args) => list(&SqliteJournal::open(db)?, args).await,
-        RunsCommand::Show(args) => show(&SqliteJournal::open(db)?, args).await,
+        RunsCommand::List(args) => list(open_store(db)?.as_ref(), args).await,
+        RunsCommand::Show(args) => show(open_store(db)?.as_ref(), args).await,
         RunsCommand::Resume(args) => resume(Arc::new(Session::open(db)?), args).await,
         RunsCommand::Cancel(args) => cancel(&Session::open(db)?, args).await,
         RunsCommand::Reconcile(args) => reconcile(&Session::open(db)?, args).await,
@@ -142,7 +140,7 @@ pub fn step_and_index_of(key: &str) -> Option<(u32, u32)> {
 }
 
 /// Resolves a run id or prefix, reporting a person's mistake as such.
-pub async fn resolve(journal: &SqliteJournal, id: &str) -> anyhow::Result<Result<RunId, u8>> {
+pub async fn resolve(journal: &dyn Store, id: &str) -> anyhow::Result<Result<RunId, u8>> {
     match journal.resolve(id).await {
         Ok(id) => Ok(Ok(id)),
         Err(error @ (JournalError::NotFound(_) | JournalError::Ambiguous(_))) => {
@@ -156,7 +154,7 @@ pub async fn resolve(journal: &SqliteJournal, id: &str) -> anyhow::Result<Result
 async fn resume(session: Arc<Session>, args: ResumeArgs) -> anyhow::Result<u8> {
     let display = Display { json: args.json, quiet: args.quiet };
     if let Some(id) = &args.id {
-        let run = match resolve(&session.store, id).await? {
+        let run = match resolve(session.store.as_ref(), id).await? {
             Ok(run) => run,
             Err(code) => return Ok(code),
         };
@@ -276,7 +274,7 @@ async fn resumable(session: &Session, force: bool) -> anyhow::Result<Vec<RunId>>
 }
 
 async fn cancel(session: &Session, args: CancelArgs) -> anyhow::Result<u8> {
-    let run = match resolve(&session.store, &args.id).await? {
+    let run = match resolve(session.store.as_ref(), &args.id).await? {
         Ok(run) => run,
         Err(code) => return Ok(code),
     };
@@ -330,7 +328,7 @@ async fn reconcile(session: &Session, args: ReconcileArgs) -> anyhow::Result<u8>
         },
         None => (args.id.clone(), None),
     };
-    let run = match resolve(&session.store, &run_part).await? {
+    let run = match resolve(session.store.as_ref(), &run_part).await? {
         Ok(run) => run,
         Err(code) => return Ok(code),
     };
@@ -374,7 +372,7 @@ async fn reconcile(session: &Session, args: ReconcileArgs) -> anyhow::Result<u8>
     }
 }
 
-async fn list(journal: &SqliteJournal, args: ListArgs) -> anyhow::Result<u8> {
+async fn list(journal: &dyn Store, args: ListArgs) -> anyhow::Result<u8> {
     let status = match args.status.as_deref().map(|s| (s, RunStatus::parse(s))) {
         None => None,
         Some((_, Some(status))) => Some(status),
@@ -395,7 +393,7 @@ async fn list(journal: &SqliteJournal, args: ListArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-async fn show(journal: &SqliteJournal, args: ShowArgs) -> anyhow::Result<u8> {
+async fn show(journal: &dyn Store, args: ShowArgs) -> anyhow::Result<u8> {
     let run_id = match journal.resolve(&args.id).await {
         Ok(id) => id,
         Err(error @ (JournalError::NotFound(_) | JournalError::Ambiguous(_))) => {

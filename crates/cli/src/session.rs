@@ -8,8 +8,8 @@ use crate::progress::Progress;
 use anyhow::{Context, bail};
 use rein::store::{Liveness, SqliteJournal, owner_liveness};
 use rein::{
-    Agent, AgentDefinition, CancellationToken, ControlStore, EventKind, Journal, ResumeAction, RunId, RunOptions,
-    RunOutcome, Runtime, StopWatcher,
+    Agent, AgentDefinition, CancellationToken, EventKind, ResumeAction, RunId, RunOptions, RunOutcome, Runtime,
+    StopWatcher, Store,
 };
 use std::io::IsTerminal;
 use std::path::Path;
@@ -26,8 +26,14 @@ pub struct Display {
     pub quiet: bool,
 }
 
+/// Opens the store `db` names.
+pub fn open_store(db: &Path) -> anyhow::Result<Arc<dyn Store>> {
+    let journal = SqliteJournal::open(db).with_context(|| format!("cannot open the journal at {}", db.display()))?;
+    Ok(Arc::new(journal))
+}
+
 pub struct Session {
-    pub store: Arc<SqliteJournal>,
+    pub store: Arc<dyn Store>,
     pub client: reqwest::Client,
     watcher: StopWatcher,
     cancel: CancellationToken,
@@ -39,7 +45,7 @@ impl Session {
         let store =
             Arc::new(SqliteJournal::open(db).with_context(|| format!("cannot open the journal at {}", db.display()))?);
         let client = rein::providers::default_client().context("could not build the HTTP client")?;
-        let watcher = StopWatcher::start(store.clone(), STOP_POLL);
+        let watcher = StopWatcher::start(store.clone() as Arc<dyn rein::ControlStore>, STOP_POLL);
         let cancel = CancellationToken::new();
         let on_interrupt = cancel.clone();
         tokio::spawn(async move {
@@ -55,7 +61,7 @@ impl Session {
     /// hook to ask whether the answer was streamed.
     pub fn runtime(&self, agent: &Agent, display: Display) -> (Runtime, Option<Arc<Progress>>) {
         let interactive = std::io::stderr().is_terminal();
-        let mut runtime = Runtime::new(self.store.clone()).with_identity(self.store.owner());
+        let mut runtime = Runtime::new(self.store.clone() as Arc<dyn rein::Journal>).with_identity(self.store.owner());
         let mut progress = None;
         if interactive && !display.json && !display.quiet {
             // On a terminal the model's text streams to stdout as it arrives.

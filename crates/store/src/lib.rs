@@ -182,18 +182,6 @@ impl SqliteJournal {
         &self.path
     }
 
-    /// Who the runs this journal starts or resumes are leased to.
-    pub fn owner(&self) -> &str {
-        &self.owner
-    }
-
-    /// Runs that are not over — running, waiting for approval, or needing
-    /// reconciliation — oldest first, each with the process holding it if
-    /// one does: what `rein runs resume --all` goes through.
-    pub async fn unfinished_runs(&self) -> Result<Vec<(RunSummary, Option<Lease>)>, JournalError> {
-        self.read(reader::unfinished_runs).await
-    }
-
     /// Runs a write that is not an append on the write connection, off the
     /// async threads, between group commits.
     async fn write<T: Send + 'static>(
@@ -241,6 +229,17 @@ fn configure_writer(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "cache_size", -16_384)?;
     conn.set_prepared_statement_cache_capacity(32);
     Ok(())
+}
+
+#[async_trait]
+impl rein_types::Store for SqliteJournal {
+    fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    async fn unfinished_runs(&self) -> Result<Vec<(RunSummary, Option<Lease>)>, JournalError> {
+        self.read(reader::unfinished_runs).await
+    }
 }
 
 #[async_trait]

@@ -8,8 +8,8 @@ use rein_testkit::conformance::{
     every_kind, model_requested, model_responded, run_finished, run_resumed, run_started, run_suspended,
 };
 use rein_types::{
-    AgentVersion, ChainFault, ChainReport, ControlStore, Event, Journal, JournalError, Lease, RunId, RunStatus, Usage,
-    chain_hash,
+    AgentVersion, ChainFault, ChainReport, ControlStore, Event, Journal, JournalError, Lease, RunId, RunStatus, Store,
+    Usage, chain_hash,
 };
 use serde_json::json;
 use std::path::{Path, PathBuf};

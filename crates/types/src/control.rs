@@ -5,7 +5,7 @@
 //! tamper-evident.
 
 use crate::ids::{AgentVersion, RunId};
-use crate::ports::JournalError;
+use crate::ports::{Journal, JournalError, RunSummary};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -135,4 +135,18 @@ pub trait ControlStore: Send + Sync {
 
     /// Checks `run`'s hash chain against the stored events.
     async fn verify_chain(&self, run: RunId) -> Result<ChainReport, JournalError>;
+}
+
+/// Everything rein keeps, behind one handle: the journal, the control
+/// tables, and this process's name as a holder of runs. The CLI and the
+/// server work against this, whichever backend is behind it.
+#[async_trait]
+pub trait Store: Journal + ControlStore {
+    /// Who the runs this handle starts or resumes are leased to.
+    fn owner(&self) -> &str;
+
+    /// Runs that are not over — running, waiting for approval, or needing
+    /// reconciliation — oldest first, each with the process holding it if
+    /// one does.
+    async fn unfinished_runs(&self) -> Result<Vec<(RunSummary, Option<Lease>)>, JournalError>;
 }

@@ -23,7 +23,9 @@ pub mod tool;
 pub mod usage;
 
 pub use agent::{AgentSpec, Limits, ModelRef, ModelSettings, Phase, Route, StopConditions};
-pub use control::{AgentRecord, CHAIN_GENESIS, ChainFault, ChainProblem, ChainReport, ControlStore, Lease, chain_hash};
+pub use control::{
+    AgentRecord, CHAIN_GENESIS, ChainFault, ChainProblem, ChainReport, ControlStore, Lease, Store, chain_hash,
+};
 pub use decl::{BodyMapping, HttpToolDecl, ProviderDecl, RetryPolicy, SqlMode, SqlToolDecl, ToolImpl};
 pub use event::{Event, EventKind, JOURNAL_FORMAT_VERSION, LimitKind, Reconciliation, RejectReason};
 pub use ids::{AgentVersion, IdempotencyKey, RunId, ToolCallId, ToolName, ToolNameError};
