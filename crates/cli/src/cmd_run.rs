@@ -6,7 +6,7 @@ use crate::session::{Display, Session};
 use crate::{EXIT_USAGE, render};
 use anyhow::Context;
 use clap::Args;
-use rein::{Overrides, RunId, RunOutcome, RunStatus};
+use rein::{Overrides, RunOutcome, RunStatus};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -56,12 +56,7 @@ pub async fn run(args: RunArgs, db: &Path) -> anyhow::Result<u8> {
     }
     session.register(&loaded.definition).await?;
     let display = Display { json: args.json, quiet: args.quiet };
-    let (runtime, progress) = session.runtime(&loaded.agent, display);
-    let run_id = RunId::new();
-    let result = runtime.run_with(&loaded.agent, input, session.options(run_id)).await;
-    session.finished(run_id);
-    let outcome = result?;
-    let streamed = outcome.output.as_deref().is_some_and(|o| progress.as_ref().is_some_and(|p| p.streamed_answer(o)));
+    let (outcome, streamed) = session.start(&loaded.agent, input, display).await?;
     Ok(report(&outcome, args.json, streamed))
 }
 

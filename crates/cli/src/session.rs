@@ -5,19 +5,12 @@
 
 use crate::approve::TerminalApprover;
 use crate::progress::Progress;
-use anyhow::{Context, bail};
-use rein::store::{Liveness, SqliteJournal, owner_liveness};
-use rein::{
-    Agent, AgentDefinition, CancellationToken, EventKind, ResumeAction, RunId, RunOptions, RunOutcome, Runtime,
-    StopWatcher, Store,
-};
+use anyhow::Context;
+use rein::store::SqliteJournal;
+use rein::{Agent, AgentDefinition, CancellationToken, Operator, ResumeAction, RunId, RunOutcome, Runtime, Store};
 use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
-
-/// How often a process looks for stop requests concerning its runs.
-const STOP_POLL: Duration = Duration::from_millis(250);
 
 /// How a command shows a run it drives.
 #[derive(Debug, Clone, Copy, Default)]
@@ -35,17 +28,16 @@ pub fn open_store(db: &Path) -> anyhow::Result<Arc<dyn Store>> {
 pub struct Session {
     pub store: Arc<dyn Store>,
     pub client: reqwest::Client,
-    watcher: StopWatcher,
+    operator: Operator,
     cancel: CancellationToken,
 }
 
 impl Session {
     /// Opens the store; Ctrl-C cancels every run this process drives.
     pub fn open(db: &Path) -> anyhow::Result<Self> {
-        let store =
-            Arc::new(SqliteJournal::open(db).with_context(|| format!("cannot open the journal at {}", db.display()))?);
+        let store = open_store(db)?;
         let client = rein::providers::default_client().context("could not build the HTTP client")?;
-        let watcher = StopWatcher::start(store.clone() as Arc<dyn rein::ControlStore>, STOP_POLL);
+        let operator = Operator::new(store.clone(), client.clone());
         let cancel = CancellationToken::new();
         let on_interrupt = cancel.clone();
         tokio::spawn(async move {
@@ -53,7 +45,7 @@ impl Session {
                 on_interrupt.cancel();
             }
         });
-        Ok(Self { store, client, watcher, cancel })
+        Ok(Self { store, client, operator, cancel })
     }
 
     /// A runtime journaling to the store as this process, with live
@@ -61,7 +53,7 @@ impl Session {
     /// hook to ask whether the answer was streamed.
     pub fn runtime(&self, agent: &Agent, display: Display) -> (Runtime, Option<Arc<Progress>>) {
         let interactive = std::io::stderr().is_terminal();
-        let mut runtime = Runtime::new(self.store.clone() as Arc<dyn rein::Journal>).with_identity(self.store.owner());
+        let mut runtime = self.operator.runtime();
         let mut progress = None;
         if interactive && !display.json && !display.quiet {
             // On a terminal the model's text streams to stdout as it arrives.
@@ -76,67 +68,21 @@ impl Session {
         (runtime, progress)
     }
 
-    /// Options for driving `run`: Ctrl-C and the store's stop requests.
-    pub fn options(&self, run: RunId) -> RunOptions {
-        RunOptions { run_id: Some(run), cancel: Some(self.cancel.clone()), stop: Some(self.watcher.watch(run)) }
-    }
-
-    pub fn finished(&self, run: RunId) {
-        self.watcher.forget(run);
-    }
-
     /// Registers the definition under its name and version, so that any
     /// process can rebuild this exact agent to resume its runs.
     pub async fn register(&self, definition: &AgentDefinition) -> anyhow::Result<()> {
-        let version = definition.spec.version();
-        self.store
-            .register_agent(&definition.spec.name, &version, &definition.to_json(), now_ms())
-            .await
-            .context("could not register the agent version")
+        self.operator.register(definition).await.context("could not register the agent version")
     }
 
-    /// The agent a run started with, rebuilt from its registered definition.
-    pub async fn agent_of(&self, run: RunId) -> anyhow::Result<Agent> {
-        let events = self.store.events(run).await?;
-        let Some(EventKind::RunStarted { agent, agent_version, .. }) = events.first().map(|e| &e.kind) else {
-            bail!("run {run} has no run_started event");
-        };
-        let Some(definition) = self.store.agent_definition(agent, agent_version).await? else {
-            bail!(
-                "agent `{agent}` version {} is not registered in this journal, so run {run} cannot be rebuilt \
-                 (runs started through the library must register their agent; `rein run` does)",
-                short(&agent_version.0)
-            );
-        };
-        let definition = AgentDefinition::from_json(definition)?;
-        Ok(definition.build(&self.client)?)
-    }
-
-    /// Whether this process may take `run` up: nobody holds it, or its
-    /// holder is a process on this machine that is gone. A holder on
-    /// another machine is respected unless `force`.
-    pub async fn check_free(&self, run: RunId, force: bool) -> anyhow::Result<()> {
-        let Some(lease) = self.store.lease(run).await? else { return Ok(()) };
-        if lease.owner == self.store.owner() {
-            return Ok(());
-        }
-        match owner_liveness(&lease.owner) {
-            Liveness::Dead => Ok(()),
-            Liveness::Alive => bail!(
-                "run {run} is being driven by another live process ({}); decide or cancel there, or use `rein runs cancel`",
-                lease.owner
-            ),
-            Liveness::Unknown if force => Ok(()),
-            Liveness::Unknown => bail!(
-                "run {run} is held by {} on another machine, whose liveness cannot be checked from here; \
-                 pass --force if you know it is gone",
-                lease.owner
-            ),
-        }
+    /// Starts a run and drives it to its end or its first suspension.
+    pub async fn start(&self, agent: &Agent, input: String, display: Display) -> anyhow::Result<(RunOutcome, bool)> {
+        let (runtime, progress) = self.runtime(agent, display);
+        let outcome = self.operator.start(&runtime, agent, input, RunId::new(), Some(self.cancel.clone())).await?;
+        Ok((outcome.clone(), streamed(&outcome, progress.as_deref())))
     }
 
     /// Takes `run` up and drives it with `action` to its end or its next
-    /// suspension. A run whose agent was disabled is cancelled instead.
+    /// suspension (see [`Operator::resume`]).
     pub async fn resume(
         &self,
         run: RunId,
@@ -144,32 +90,21 @@ impl Session {
         force: bool,
         display: Display,
     ) -> anyhow::Result<(RunOutcome, bool)> {
-        self.check_free(run, force).await?;
-        let agent = self.agent_of(run).await?;
-        // A cancel request or a disabled agent wins over anything else: the
-        // run must not take another step.
-        let action = match action {
-            cancel @ ResumeAction::Cancel { .. } => cancel,
-            action => match self.store.stop_requests(&[run]).await?.into_iter().next() {
-                Some((_, reason)) => ResumeAction::Cancel { reason },
-                None if !self.store.agent_enabled(agent.name()).await? => {
-                    ResumeAction::Cancel { reason: format!("agent {} is disabled", agent.name()) }
-                }
-                None => action,
-            },
-        };
+        self.operator.check_free(run, force).await?;
+        let agent = self.operator.agent_of(run).await?;
         let (runtime, progress) = self.runtime(&agent, display);
-        let result = runtime.resume(&agent, run, action, self.options(run)).await;
-        self.finished(run);
-        let outcome = result?;
-        let streamed =
-            outcome.output.as_deref().is_some_and(|o| progress.as_ref().is_some_and(|p| p.streamed_answer(o)));
-        Ok((outcome, streamed))
+        let outcome = self.operator.resume(&runtime, run, action, force, Some(self.cancel.clone())).await?;
+        Ok((outcome.clone(), streamed(&outcome, progress.as_deref())))
     }
 }
 
+/// Whether the run's answer already went to stdout as it streamed.
+fn streamed(outcome: &RunOutcome, progress: Option<&Progress>) -> bool {
+    outcome.output.as_deref().is_some_and(|o| progress.is_some_and(|p| p.streamed_answer(o)))
+}
+
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    rein::now_ms()
 }
 
 /// Who is acting, for the journal: `--as`, else the login name.

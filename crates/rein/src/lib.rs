@@ -44,8 +44,10 @@
 //! ```
 
 mod load;
+mod operate;
 
 pub use load::{AgentDefinition, LoadError, LoadedAgent, Overrides, load_agent, load_definition};
+pub use operate::{OperateError, Operator, now_ms};
 pub use rein_core::fold::outcome_of;
 pub use rein_core::{
     AgentPlan, AuditEntry, CallRecord, ResumeAction, ResumeError, RunRecord, StepRecord, audit_entries, pending_actions,

@@ -1,0 +1,172 @@
+//! Operating on runs from any process: starting them with the kill switch
+//! checked, taking up runs another process started (after a crash, or to act
+//! on a suspended one), and the rule for when that is allowed. Shared by the
+//! CLI and the server, so both behave the same.
+
+use crate::load::{AgentDefinition, LoadError};
+use rein_runtime::{Agent, CancellationToken, ResumeAction, RunOptions, Runtime, RuntimeError, StopWatcher};
+use rein_store::{Liveness, owner_liveness};
+use rein_types::{ControlStore, EventKind, Journal, JournalError, RunId, RunOutcome, Store};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often a process looks for stop requests concerning its runs.
+const STOP_POLL: Duration = Duration::from_millis(250);
+
+/// Why an operation on a run could not be carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum OperateError {
+    #[error(transparent)]
+    Store(#[from] JournalError),
+    #[error("run {0} has no run_started event")]
+    NotStarted(RunId),
+    #[error(
+        "agent `{agent}` version {version} is not registered in this store, so run {run} cannot be rebuilt \
+         (runs started through the library must register their agent; `rein run` and `rein serve` do)"
+    )]
+    NotRegistered { agent: String, version: String, run: RunId },
+    #[error("agent `{0}` is disabled (the kill switch); enable it to start runs")]
+    Disabled(String),
+    #[error("run {run} is being driven by another live process ({owner}); decide or cancel there, or cancel it")]
+    Held { run: RunId, owner: String },
+    #[error(
+        "run {run} is held by {owner} on another machine, whose liveness cannot be checked from here; \
+         force it if you know that process is gone"
+    )]
+    HeldElsewhere { run: RunId, owner: String },
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+}
+
+/// A process's handle for driving runs against a [`Store`].
+pub struct Operator {
+    store: Arc<dyn Store>,
+    client: reqwest::Client,
+    watcher: StopWatcher,
+}
+
+impl Operator {
+    /// Must be called within a tokio runtime: it starts polling the store
+    /// for stop requests concerning this process's runs.
+    pub fn new(store: Arc<dyn Store>, client: reqwest::Client) -> Self {
+        let watcher = StopWatcher::start(store.clone() as Arc<dyn ControlStore>, STOP_POLL);
+        Self { store, client, watcher }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// A runtime journaling to the store as this process; add hooks and an
+    /// approver to taste.
+    pub fn runtime(&self) -> Runtime {
+        Runtime::new(self.store.clone() as Arc<dyn Journal>).with_identity(self.store.owner())
+    }
+
+    /// Options for driving `run`: `cancel`, and the store's stop requests.
+    /// Call [`Operator::forget`] when the run returns.
+    pub fn options(&self, run: RunId, cancel: Option<CancellationToken>) -> RunOptions {
+        RunOptions { run_id: Some(run), cancel, stop: Some(self.watcher.watch(run)) }
+    }
+
+    pub fn forget(&self, run: RunId) {
+        self.watcher.forget(run);
+    }
+
+    /// Registers the definition under its name and version, so that any
+    /// process can rebuild this exact agent to resume its runs.
+    pub async fn register(&self, definition: &AgentDefinition) -> Result<(), OperateError> {
+        let version = definition.spec.version();
+        self.store.register_agent(&definition.spec.name, &version, &definition.to_json(), now_ms()).await?;
+        Ok(())
+    }
+
+    /// Starts a run of `agent` on `input` as `run`, unless the agent is
+    /// disabled, and drives it to its end or its first suspension.
+    pub async fn start(
+        &self,
+        runtime: &Runtime,
+        agent: &Agent,
+        input: String,
+        run: RunId,
+        cancel: Option<CancellationToken>,
+    ) -> Result<RunOutcome, OperateError> {
+        if !self.store.agent_enabled(agent.name()).await? {
+            return Err(OperateError::Disabled(agent.name().to_owned()));
+        }
+        let result = runtime.run_with(agent, input, self.options(run, cancel)).await;
+        self.forget(run);
+        Ok(result?)
+    }
+
+    /// The agent a run started with, rebuilt from its registered definition.
+    pub async fn agent_of(&self, run: RunId) -> Result<Agent, OperateError> {
+        let events = self.store.events(run).await?;
+        let Some(EventKind::RunStarted { agent, agent_version, .. }) = events.first().map(|e| &e.kind) else {
+            return Err(OperateError::NotStarted(run));
+        };
+        let Some(definition) = self.store.agent_definition(agent, agent_version).await? else {
+            return Err(OperateError::NotRegistered {
+                agent: agent.clone(),
+                version: agent_version.0.chars().take(12).collect(),
+                run,
+            });
+        };
+        Ok(AgentDefinition::from_json(definition)?.build(&self.client)?)
+    }
+
+    /// Whether this process may take `run` up: nobody holds it, or its
+    /// holder is a process on this machine that is gone. A holder on
+    /// another machine is respected unless `force`.
+    pub async fn check_free(&self, run: RunId, force: bool) -> Result<(), OperateError> {
+        let Some(lease) = self.store.lease(run).await? else { return Ok(()) };
+        if lease.owner == self.store.owner() {
+            return Ok(());
+        }
+        match owner_liveness(&lease.owner) {
+            Liveness::Dead => Ok(()),
+            Liveness::Alive => Err(OperateError::Held { run, owner: lease.owner }),
+            Liveness::Unknown if force => Ok(()),
+            Liveness::Unknown => Err(OperateError::HeldElsewhere { run, owner: lease.owner }),
+        }
+    }
+
+    /// Takes `run` up and drives it with `action` to its end or its next
+    /// suspension. A cancel request or a disabled agent wins over the
+    /// action: the run is cancelled instead of taking another step.
+    pub async fn resume(
+        &self,
+        runtime: &Runtime,
+        run: RunId,
+        action: ResumeAction,
+        force: bool,
+        cancel: Option<CancellationToken>,
+    ) -> Result<RunOutcome, OperateError> {
+        self.check_free(run, force).await?;
+        let agent = self.agent_of(run).await?;
+        let action = match action {
+            cancel @ ResumeAction::Cancel { .. } => cancel,
+            action => match self.store.stop_requests(&[run]).await?.into_iter().next() {
+                Some((_, reason)) => ResumeAction::Cancel { reason },
+                None if !self.store.agent_enabled(agent.name()).await? => {
+                    ResumeAction::Cancel { reason: format!("agent {} is disabled", agent.name()) }
+                }
+                None => action,
+            },
+        };
+        let result = runtime.resume(&agent, run, action, self.options(run, cancel)).await;
+        self.forget(run);
+        Ok(result?)
+    }
+}
+
+/// Unix time in milliseconds.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
