@@ -35,7 +35,7 @@ pub struct SwitchArgs {
 }
 
 pub async fn run(command: AgentsCommand, db: &Path) -> anyhow::Result<u8> {
-    let session = Session::open(db)?;
+    let session = Session::open(db).await?;
     match command {
         AgentsCommand::List { json } => {
             let agents = session.store.agents().await?;

@@ -3,11 +3,10 @@
 //! with who made it and when, and the run goes on in this process.
 
 use crate::cmd_run::report;
-use crate::cmd_runs::resolve;
-use crate::session::{Display, Session, now_ms, short, who};
+use crate::session::{Display, Session, now_ms, who};
 use crate::{EXIT_USAGE, render};
 use clap::{Args, Subcommand};
-use rein::{ApprovalDecision, PendingAction, PendingKind, ResumeAction, RunFilter, RunId, RunStatus};
+use rein::{ApprovalDecision, OperateError, PendingAction, ResumeAction, RunId, WaitingApproval};
 use std::path::Path;
 
 #[derive(Subcommand)]
@@ -71,11 +70,10 @@ pub struct EditArgs {
 }
 
 pub async fn run(command: ApprovalsCommand, db: &Path) -> anyhow::Result<u8> {
-    if !db.exists() {
-        eprintln!("error: no journal at {} (no runs yet, or pass --db / REIN_DB)", db.display());
-        return Ok(EXIT_USAGE);
+    if !crate::session::store_exists(db) {
+        return Ok(crate::EXIT_USAGE);
     }
-    let session = Session::open(db)?;
+    let session = Session::open(db).await?;
     match command {
         ApprovalsCommand::List(args) => list(&session, args).await,
         ApprovalsCommand::Show(args) => show(&session, args).await,
@@ -106,30 +104,10 @@ pub async fn run(command: ApprovalsCommand, db: &Path) -> anyhow::Result<u8> {
     }
 }
 
-/// Approval requests waiting, with the run they belong to, oldest first.
-async fn waiting(session: &Session) -> anyhow::Result<Vec<(RunId, String, PendingAction)>> {
-    let filter = RunFilter { status: Some(RunStatus::WaitingApproval), ..RunFilter::default() };
-    let mut runs = session.store.runs(&filter).await?;
-    // A run being decided on a terminal is `running` with a request open.
-    let running = RunFilter { status: Some(RunStatus::Running), ..RunFilter::default() };
-    runs.extend(session.store.runs(&running).await?);
-    runs.sort_by_key(|r| r.started_at_ms);
-    let mut out = Vec::new();
-    for run in runs {
-        let events = session.store.events(run.run_id).await?;
-        for action in rein::pending_actions(&events) {
-            if action.kind == PendingKind::Approval {
-                out.push((run.run_id, run.agent.clone(), action));
-            }
-        }
-    }
-    Ok(out)
-}
-
 async fn list(session: &Session, args: ListArgs) -> anyhow::Result<u8> {
-    let waiting = waiting(session).await?;
+    let waiting = session.operator().waiting_approvals().await?;
     if args.json {
-        let items: Vec<_> = waiting.iter().map(|(run, agent, a)| item(*run, agent, a)).collect();
+        let items: Vec<_> = waiting.iter().map(|w| item(w.run_id, &w.agent, &w.action)).collect();
         println!("{}", serde_json::to_string_pretty(&items)?);
         return Ok(0);
     }
@@ -139,7 +117,7 @@ async fn list(session: &Session, args: ListArgs) -> anyhow::Result<u8> {
     }
     let now = now_ms();
     println!("{:<44}  {:<20}  {:<20}  {:<9}  {:<19}  ARGUMENTS", "APPROVAL", "AGENT", "TOOL", "RISK", "EXPIRES (UTC)");
-    for (_, agent, action) in &waiting {
+    for WaitingApproval { agent, action, .. } in &waiting {
         let expires = match action.expires_at_ms {
             Some(at) if at <= now => "expired".to_owned(),
             Some(at) => render::timestamp(at),
@@ -173,51 +151,20 @@ fn item(run: RunId, agent: &str, action: &PendingAction) -> serde_json::Value {
     })
 }
 
-/// The waiting request `id` names: an approval id, a prefix of one, or a run
-/// (prefix) with exactly one request waiting.
+/// The waiting request `id` names, or the exit code after saying why not.
 async fn find(session: &Session, id: &str) -> anyhow::Result<Result<(RunId, String, PendingAction), u8>> {
-    let run_part = id.split(':').next().unwrap_or(id);
-    let run = match resolve(session.store.as_ref(), run_part).await? {
-        Ok(run) => run,
-        Err(code) => return Ok(Err(code)),
-    };
-    let events = session.store.events(run).await?;
-    let agent = match events.first().map(|e| &e.kind) {
-        Some(rein::EventKind::RunStarted { agent, .. }) => agent.clone(),
-        _ => String::new(),
-    };
-    // `RUN:STEP:INDEX`: step and index must match exactly (`RUN:3:0` is not
-    // `RUN:13:0`); a bare run (prefix) names its only waiting request.
-    let call = match id.split_once(':') {
-        None => None,
-        Some((_, rest)) => match crate::cmd_runs::step_and_index(rest) {
-            Some(call) => Some(call),
-            None => {
-                eprintln!("error: `{id}` is not an approval id (RUN:STEP:INDEX)");
-                return Ok(Err(EXIT_USAGE));
-            }
-        },
-    };
-    let matching: Vec<PendingAction> = rein::pending_actions(&events)
-        .into_iter()
-        .filter(|a| a.kind == PendingKind::Approval)
-        .filter(|a| call.is_none_or(|call| crate::cmd_runs::step_and_index_of(&a.id) == Some(call)))
-        .collect();
-    match matching.len() {
-        1 => Ok(Ok((run, agent, matching.into_iter().next().unwrap_or_else(|| unreachable!())))),
-        0 => {
-            eprintln!(
-                "error: no approval request `{id}` is waiting (decided already, expired and resumed, or the run ended)"
-            );
+    match session.operator().find_approval(id).await {
+        Ok(WaitingApproval { run_id, agent, action }) => Ok(Ok((run_id, agent, action))),
+        Err(
+            error @ (OperateError::NoSuchApproval(_)
+            | OperateError::AmbiguousApproval { .. }
+            | OperateError::BadApprovalId(_)
+            | OperateError::NotStarted(_)),
+        ) => {
+            eprintln!("error: {error}");
             Ok(Err(EXIT_USAGE))
         }
-        _ => {
-            eprintln!("error: run {} waits on several approvals; give the full approval id:", short(&run.to_string()));
-            for a in matching {
-                eprintln!("  {}  `{}`", a.id, a.tool);
-            }
-            Ok(Err(EXIT_USAGE))
-        }
+        Err(error) => Err(error.into()),
     }
 }
 

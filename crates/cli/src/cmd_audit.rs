@@ -42,11 +42,10 @@ pub struct LogArgs {
 }
 
 pub async fn run(command: AuditCommand, db: &Path) -> anyhow::Result<u8> {
-    if !db.exists() {
-        eprintln!("error: no journal at {} (no runs yet, or pass --db / REIN_DB)", db.display());
+    if !crate::session::store_exists(db) {
         return Ok(crate::EXIT_USAGE);
     }
-    let journal = open_store(db)?;
+    let journal = open_store(db).await?;
     match command {
         AuditCommand::Verify(args) => verify(journal.as_ref(), args).await,
         AuditCommand::Log(args) => log(journal.as_ref(), args).await,

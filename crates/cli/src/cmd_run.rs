@@ -37,7 +37,7 @@ pub async fn run(args: RunArgs, db: &Path) -> anyhow::Result<u8> {
         Err(error) => return Ok(usage_error(args.json, "bad_input", &format!("{error:#}"))),
     };
     let overrides = Overrides { model: args.model.clone(), base_url: args.base_url.clone() };
-    let session = match Session::open(db) {
+    let session = match Session::open(db).await {
         Ok(session) => session,
         Err(error) => return Ok(usage_error(args.json, "journal_unavailable", &format!("{error:#}"))),
     };

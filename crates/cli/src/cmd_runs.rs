@@ -112,31 +112,16 @@ pub struct ShowArgs {
 }
 
 pub async fn run(command: RunsCommand, db: &Path) -> anyhow::Result<u8> {
-    if !db.exists() {
-        eprintln!("error: no journal at {} (no runs yet, or pass --db / REIN_DB)", db.display());
-        return Ok(EXIT_USAGE);
+    if !crate::session::store_exists(db) {
+        return Ok(crate::EXIT_USAGE);
     }
     match command {
-        RunsCommand::List(args) => list(open_store(db)?.as_ref(), args).await,
-        RunsCommand::Show(args) => show(open_store(db)?.as_ref(), args).await,
-        RunsCommand::Resume(args) => resume(Arc::new(Session::open(db)?), args).await,
-        RunsCommand::Cancel(args) => cancel(&Session::open(db)?, args).await,
-        RunsCommand::Reconcile(args) => reconcile(&Session::open(db)?, args).await,
+        RunsCommand::List(args) => list(open_store(db).await?.as_ref(), args).await,
+        RunsCommand::Show(args) => show(open_store(db).await?.as_ref(), args).await,
+        RunsCommand::Resume(args) => resume(Arc::new(Session::open(db).await?), args).await,
+        RunsCommand::Cancel(args) => cancel(&Session::open(db).await?, args).await,
+        RunsCommand::Reconcile(args) => reconcile(&Session::open(db).await?, args).await,
     }
-}
-
-/// `STEP:INDEX`, the end of an approval id or idempotency key.
-pub fn step_and_index(text: &str) -> Option<(u32, u32)> {
-    let (step, index) = text.split_once(':')?;
-    Some((step.parse().ok()?, index.parse().ok()?))
-}
-
-/// The step and index of a full `RUN:STEP:INDEX` key.
-pub fn step_and_index_of(key: &str) -> Option<(u32, u32)> {
-    let mut parts = key.rsplitn(3, ':');
-    let index = parts.next()?.parse().ok()?;
-    let step = parts.next()?.parse().ok()?;
-    Some((step, index))
 }
 
 /// Resolves a run id or prefix, reporting a person's mistake as such.
@@ -319,7 +304,7 @@ fn cancelled(outcome: &rein::RunOutcome, json: bool) -> u8 {
 
 async fn reconcile(session: &Session, args: ReconcileArgs) -> anyhow::Result<u8> {
     let (run_part, call) = match args.id.split_once(':') {
-        Some((run, rest)) => match step_and_index(rest) {
+        Some((run, rest)) => match rein::step_and_index(rest) {
             Some(call) => (run.to_owned(), Some(call)),
             None => {
                 eprintln!("error: `{}` is neither a run id nor an idempotency key (RUN:STEP:INDEX)", args.id);
@@ -337,7 +322,7 @@ async fn reconcile(session: &Session, args: ReconcileArgs) -> anyhow::Result<u8>
         rein::pending_actions(&events).into_iter().filter(|p| p.kind == PendingKind::Reconciliation).collect();
     let chosen: Vec<_> = waiting
         .iter()
-        .filter(|p| call.is_none_or(|call| step_and_index_of(&p.id) == Some(call)))
+        .filter(|p| call.is_none_or(|call| rein::step_and_index_of(&p.id) == Some(call)))
         .filter(|p| args.call.as_ref().is_none_or(|c| p.call_id == *c))
         .collect();
     let call = match chosen.as_slice() {

@@ -11,6 +11,7 @@ mod cmd_approvals;
 mod cmd_audit;
 mod cmd_run;
 mod cmd_runs;
+mod cmd_serve;
 mod cmd_validate;
 mod progress;
 mod render;
@@ -26,7 +27,8 @@ pub const EXIT_USAGE: u8 = 2;
 #[derive(Parser)]
 #[command(name = "rein", version, about = "A runtime for AI agents in production: bounded, validated, journaled.")]
 struct Cli {
-    /// The journal database (SQLite file). Default: the user's data directory.
+    /// The store: an SQLite file, or a PostgreSQL URL (`postgres://user@host/db`).
+    /// Default: an SQLite file in the user's data directory.
     #[arg(long, global = true, env = "REIN_DB")]
     db: Option<PathBuf>,
     #[command(subcommand)]
@@ -57,6 +59,9 @@ enum Command {
         #[command(subcommand)]
         command: cmd_audit::AuditCommand,
     },
+    /// Serve agents over HTTP: sync, async and streaming runs, approvals,
+    /// the kill switch.
+    Serve(cmd_serve::ServeArgs),
     /// Check an agent file and report every problem with file, line and key.
     Validate(cmd_validate::ValidateArgs),
 }
@@ -92,6 +97,7 @@ fn main() -> ExitCode {
             Command::Approvals { command } => cmd_approvals::run(command, &db).await,
             Command::Agents { command } => cmd_agents::run(command, &db).await,
             Command::Audit { command } => cmd_audit::run(command, &db).await,
+            Command::Serve(args) => cmd_serve::run(args, &db).await,
             Command::Validate(args) => cmd_validate::run(args),
         }
     });

@@ -19,10 +19,40 @@ pub struct Display {
     pub quiet: bool,
 }
 
-/// Opens the store `db` names.
-pub fn open_store(db: &Path) -> anyhow::Result<Arc<dyn Store>> {
+/// Opens the store `db` names: a PostgreSQL database for a
+/// `postgres://` or `postgresql://` URL, an SQLite file otherwise.
+pub async fn open_store(db: &Path) -> anyhow::Result<Arc<dyn Store>> {
+    if let Some(url) = db.to_str().filter(|db| is_url(db)) {
+        #[cfg(feature = "postgres")]
+        {
+            let store = rein_store_pg::PgStore::connect(url).await.context("cannot open the PostgreSQL store")?;
+            return Ok(Arc::new(store));
+        }
+        #[cfg(not(feature = "postgres"))]
+        {
+            let _ = url;
+            anyhow::bail!(
+                "this rein was built without PostgreSQL support (the `postgres` feature); use an SQLite file"
+            );
+        }
+    }
     let journal = SqliteJournal::open(db).with_context(|| format!("cannot open the journal at {}", db.display()))?;
     Ok(Arc::new(journal))
+}
+
+/// Whether `db` names a PostgreSQL server rather than an SQLite file.
+pub fn is_url(db: &str) -> bool {
+    db.starts_with("postgres://") || db.starts_with("postgresql://")
+}
+
+/// Whether there is a store at `db` to read: a file that exists, or a server
+/// URL (whose store is created on first connection). Says why not.
+pub fn store_exists(db: &Path) -> bool {
+    if db.to_str().is_some_and(is_url) || db.exists() {
+        return true;
+    }
+    eprintln!("error: no journal at {} (no runs yet, or pass --db / REIN_DB)", db.display());
+    false
 }
 
 pub struct Session {
@@ -34,8 +64,8 @@ pub struct Session {
 
 impl Session {
     /// Opens the store; Ctrl-C cancels every run this process drives.
-    pub fn open(db: &Path) -> anyhow::Result<Self> {
-        let store = open_store(db)?;
+    pub async fn open(db: &Path) -> anyhow::Result<Self> {
+        let store = open_store(db).await?;
         let client = rein::providers::default_client().context("could not build the HTTP client")?;
         let operator = Operator::new(store.clone(), client.clone());
         let cancel = CancellationToken::new();
@@ -66,6 +96,10 @@ impl Session {
             runtime = runtime.with_approver(Arc::new(TerminalApprover));
         }
         (runtime, progress)
+    }
+
+    pub fn operator(&self) -> &Operator {
+        &self.operator
     }
 
     /// Registers the definition under its name and version, so that any
@@ -114,8 +148,4 @@ pub fn who(given: Option<&str>) -> String {
         .or_else(|| std::env::var("USER").ok())
         .or_else(|| std::env::var("USERNAME").ok())
         .unwrap_or_else(|| "unknown".into())
-}
-
-pub fn short(id: &str) -> &str {
-    &id[..id.len().min(12)]
 }

@@ -332,3 +332,67 @@ async fn audit_verify_reports_an_edited_journal() {
     let report = json_of(&verify);
     assert_eq!(report[0]["problems"][0]["fault"], "edited", "{report}");
 }
+
+/// A schema of its own on the local PostgreSQL server, dropped afterwards.
+struct PgSchema(String);
+
+impl PgSchema {
+    fn new() -> Self {
+        let schema = Self(format!("cli_{}_{:x}", std::process::id(), nanos()));
+        let created = schema.psql(&format!("CREATE SCHEMA {}", schema.0));
+        assert!(
+            created.status.success(),
+            "the PostgreSQL server on 127.0.0.1:5432 must be up (`pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`): {}",
+            String::from_utf8_lossy(&created.stderr)
+        );
+        schema
+    }
+
+    fn psql(&self, sql: &str) -> Output {
+        std::process::Command::new("psql")
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-qc", sql])
+            .output()
+            .unwrap()
+    }
+
+    fn url(&self) -> String {
+        let server = std::env::var("REIN_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        format!("{server}?options=-c%20search_path%3D{}", self.0)
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        self.psql(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.0));
+    }
+}
+
+fn nanos() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_same_commands_work_on_postgresql() {
+    let schema = PgSchema::new();
+    let url = schema.url();
+    let db = Path::new(&url);
+    let dir = tempfile::tempdir().unwrap();
+    let (mailbox, mail) = mailbox().await;
+    let server = model().await;
+    let agent = agent(dir.path(), &server.base_url, &mail, "dangerous", false);
+    let run = rein(&["run", agent.to_str().unwrap(), "--input", "announce", "--json"], db).await;
+    let waiting = json_of(&run);
+    assert_eq!(waiting["status"], "waiting_approval", "{}", stderr(&run));
+    let id = waiting["pending"][0]["id"].as_str().unwrap().to_owned();
+    let listed = json_of(&rein(&["approvals", "list", "--json"], db).await);
+    assert_eq!(listed[0]["approval_id"], id.as_str());
+    let approve = rein(&["approvals", "approve", &id, "--json"], db).await;
+    assert_eq!(json_of(&approve)["status"], "succeeded", "{}", stderr(&approve));
+    assert_eq!(mailbox.received.lock().unwrap().len(), 1);
+    let runs = json_of(&rein(&["runs", "list", "--json"], db).await);
+    assert_eq!(runs[0]["status"], "succeeded");
+    let verify = rein(&["audit", "verify"], db).await;
+    assert_eq!(verify.status.code(), Some(0), "{}", stdout(&verify));
+    let log = json_of(&rein(&["audit", "log", "--json"], db).await);
+    assert_eq!(log[0]["approval"], "approved by ana");
+}

@@ -104,7 +104,23 @@ impl AgentDefinition {
 
 /// Loads the agent file at `path` into a definition, applying `overrides`.
 pub fn load_definition(path: &Path, overrides: &Overrides) -> Result<(AgentDefinition, Vec<Diagnostic>), LoadError> {
-    let mut loaded = rein_config::load_agent(path)?;
+    resolve(rein_config::load_agent(path)?, overrides)
+}
+
+/// Like [`load_definition`], for agent TOML that is not in a file (an API
+/// upload). `path` names it in diagnostics and anchors relative paths.
+pub fn load_definition_str(
+    path: &Path,
+    text: &str,
+    overrides: &Overrides,
+) -> Result<(AgentDefinition, Vec<Diagnostic>), LoadError> {
+    resolve(rein_config::load_agent_str(path, text)?, overrides)
+}
+
+fn resolve(
+    mut loaded: rein_config::LoadedAgent,
+    overrides: &Overrides,
+) -> Result<(AgentDefinition, Vec<Diagnostic>), LoadError> {
     if let Some(model) = &overrides.model {
         let model_ref = ModelRef::parse(model).ok_or_else(|| LoadError::BadModelOverride(model.clone()))?;
         loaded.spec.price = rein_config::price_for(&model_ref, &loaded.prices);

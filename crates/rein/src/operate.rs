@@ -6,7 +6,10 @@
 use crate::load::{AgentDefinition, LoadError};
 use rein_runtime::{Agent, CancellationToken, ResumeAction, RunOptions, Runtime, RuntimeError, StopWatcher};
 use rein_store::{Liveness, owner_liveness};
-use rein_types::{ControlStore, EventKind, Journal, JournalError, RunId, RunOutcome, Store};
+use rein_types::{
+    ControlStore, EventKind, Journal, JournalError, PendingAction, PendingKind, RunFilter, RunId, RunOutcome,
+    RunStatus, Store,
+};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,6 +37,12 @@ pub enum OperateError {
          force it if you know that process is gone"
     )]
     HeldElsewhere { run: RunId, owner: String },
+    #[error("no approval request `{0}` is waiting (decided already, expired and resumed, or the run ended)")]
+    NoSuchApproval(String),
+    #[error("run {run} waits on several approvals; give the full approval id ({ids})")]
+    AmbiguousApproval { run: RunId, ids: String },
+    #[error("`{0}` is not an approval id (RUN:STEP:INDEX)")]
+    BadApprovalId(String),
     #[error(transparent)]
     Load(#[from] LoadError),
     #[error(transparent)]
@@ -164,6 +173,87 @@ impl Operator {
         self.forget(run);
         Ok(result?)
     }
+}
+
+/// An approval request waiting for a person, with its run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WaitingApproval {
+    pub run_id: RunId,
+    pub agent: String,
+    #[serde(flatten)]
+    pub action: PendingAction,
+}
+
+impl Operator {
+    /// Approval requests waiting for a decision, oldest run first: those of
+    /// suspended runs, and those a live process is asking about on a
+    /// terminal.
+    pub async fn waiting_approvals(&self) -> Result<Vec<WaitingApproval>, OperateError> {
+        let mut runs = Vec::new();
+        for status in [RunStatus::WaitingApproval, RunStatus::Running] {
+            runs.extend(self.store.runs(&RunFilter { status: Some(status), ..RunFilter::default() }).await?);
+        }
+        runs.sort_by_key(|r| r.started_at_ms);
+        let mut out = Vec::new();
+        for run in runs {
+            let events = self.store.events(run.run_id).await?;
+            for action in rein_core::pending_actions(&events) {
+                if action.kind == PendingKind::Approval {
+                    out.push(WaitingApproval { run_id: run.run_id, agent: run.agent.clone(), action });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The waiting request `id` names: `RUN:STEP:INDEX` (the run may be a
+    /// unique prefix; step and index must match exactly), or a run (prefix)
+    /// with exactly one request waiting.
+    pub async fn find_approval(&self, id: &str) -> Result<WaitingApproval, OperateError> {
+        let (run_part, call) = match id.split_once(':') {
+            None => (id, None),
+            Some((run, rest)) => {
+                let call = step_and_index(rest).ok_or_else(|| OperateError::BadApprovalId(id.to_owned()))?;
+                (run, Some(call))
+            }
+        };
+        let run = self.store.resolve(run_part).await.map_err(|error| match error {
+            JournalError::NotFound(_) => OperateError::NoSuchApproval(id.to_owned()),
+            other => other.into(),
+        })?;
+        let events = self.store.events(run).await?;
+        let agent = match events.first().map(|e| &e.kind) {
+            Some(EventKind::RunStarted { agent, .. }) => agent.clone(),
+            _ => return Err(OperateError::NotStarted(run)),
+        };
+        let mut matching: Vec<PendingAction> = rein_core::pending_actions(&events)
+            .into_iter()
+            .filter(|a| a.kind == PendingKind::Approval)
+            .filter(|a| call.is_none_or(|call| step_and_index_of(&a.id) == Some(call)))
+            .collect();
+        match matching.len() {
+            0 => Err(OperateError::NoSuchApproval(id.to_owned())),
+            1 => Ok(WaitingApproval { run_id: run, agent, action: matching.remove(0) }),
+            _ => Err(OperateError::AmbiguousApproval {
+                run,
+                ids: matching.iter().map(|a| a.id.as_str()).collect::<Vec<_>>().join(", "),
+            }),
+        }
+    }
+}
+
+/// `STEP:INDEX`, the end of an approval id or idempotency key.
+pub fn step_and_index(text: &str) -> Option<(u32, u32)> {
+    let (step, index) = text.split_once(':')?;
+    Some((step.parse().ok()?, index.parse().ok()?))
+}
+
+/// The step and index of a full `RUN:STEP:INDEX` key.
+pub fn step_and_index_of(key: &str) -> Option<(u32, u32)> {
+    let mut parts = key.rsplitn(3, ':');
+    let index = parts.next()?.parse().ok()?;
+    let step = parts.next()?.parse().ok()?;
+    Some((step, index))
 }
 
 /// Unix time in milliseconds.

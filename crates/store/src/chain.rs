@@ -31,7 +31,7 @@ pub(crate) fn verify(conn: &Connection, run: RunId) -> Result<ChainReport, Journ
         .prepare_cached("SELECT first_seq, last_seq, body, hashes FROM events WHERE run_id = ?1 ORDER BY first_seq")
         .map_err(read_failed)?;
     let mut rows = statement.query([&run_id]).map_err(read_failed)?;
-    let mut check = Check::default();
+    let mut check = ChainCheck::default();
     let mut any_row = false;
     while let Some(row) = rows.next().map_err(read_failed)? {
         any_row = true;
@@ -50,16 +50,13 @@ pub(crate) fn verify(conn: &Connection, run: RunId) -> Result<ChainReport, Journ
     if let Some((head_hash, Some(head_seq))) = recorded_head {
         check.against_head(seq(head_seq), head_hash.as_deref());
     }
-    Ok(ChainReport {
-        run_id: run,
-        events: check.events,
-        head: check.last.map(|(_, hash)| hex(&hash)),
-        problems: check.problems,
-    })
+    Ok(check.report(run))
 }
 
-/// The state of a check between rows.
-struct Check {
+/// A check of one run's chain, fed its stored rows in seq order and then
+/// the head recorded for the run. Shared by every backend, so they judge
+/// the same rows alike and report the same problems.
+pub struct ChainCheck {
     events: u64,
     /// The seq the next event should have.
     next_seq: u64,
@@ -73,18 +70,21 @@ struct Check {
     problems: Vec<ChainProblem>,
 }
 
-impl Default for Check {
+impl Default for ChainCheck {
     fn default() -> Self {
         Self { events: 0, next_seq: 0, previous: Some(CHAIN_GENESIS), last: None, last_seq: None, problems: Vec::new() }
     }
 }
 
-impl Check {
+impl ChainCheck {
     fn problem(&mut self, seq: u64, fault: ChainFault, detail: String) {
         self.problems.push(ChainProblem { seq, fault, detail });
     }
 
-    fn row(&mut self, first_seq: u64, last_seq: u64, body: &str, hashes: Option<&[u8]>) {
+    /// Checks the next stored row: the seqs its key says it holds, its
+    /// `body` (the JSON array of `[seq, at_ms, kind]` elements) and its
+    /// `hashes` column (`None` where it is NULL).
+    pub fn row(&mut self, first_seq: u64, last_seq: u64, body: &str, hashes: Option<&[u8]>) {
         let Some(elements) = elements(body) else {
             self.problem(
                 first_seq,
@@ -196,7 +196,7 @@ impl Check {
     }
 
     /// Compares where the chain ends with the head recorded in `runs`.
-    fn against_head(&mut self, head_seq: u64, head_hash: Option<&[u8]>) {
+    pub fn against_head(&mut self, head_seq: u64, head_hash: Option<&[u8]>) {
         let Some(last_seq) = self.last_seq else {
             self.problem(
                 0,
@@ -230,6 +230,17 @@ impl Check {
             );
         }
     }
+
+    /// What was found: the events seen, the chain's last hash and every
+    /// problem, in the order found.
+    pub fn report(self, run: RunId) -> ChainReport {
+        ChainReport {
+            run_id: run,
+            events: self.events,
+            head: self.last.map(|(_, hash)| hex(&hash)),
+            problems: self.problems,
+        }
+    }
 }
 
 /// What a row's `hashes` column holds.
@@ -260,7 +271,7 @@ fn leading_seq(element: &str) -> Option<u64> {
 }
 
 /// Lower-case hex, as heads are shown.
-pub(crate) fn hex(bytes: &[u8]) -> String {
+pub fn hex(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len() * 2);
     for byte in bytes {
         let _ = write!(out, "{byte:02x}");
@@ -272,7 +283,7 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 /// the bytes each event's chain hash covers. `None` when `body` is not an
 /// array of values. A scan rather than a parse, because the element bytes
 /// must be exactly the stored ones, not a re-encoding.
-pub(crate) fn elements(body: &str) -> Option<Vec<Range<usize>>> {
+pub fn elements(body: &str) -> Option<Vec<Range<usize>>> {
     let bytes = body.as_bytes();
     let open = bytes.iter().position(|b| !b.is_ascii_whitespace())?;
     if bytes[open] != b'[' {

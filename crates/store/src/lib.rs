@@ -46,6 +46,20 @@ use writer::{Batch, Writer};
 pub use identity::{Liveness, ProcessIdentity, owner_liveness};
 pub use schema::SCHEMA_VERSION;
 
+/// What every journal backend shares with this one, so that all of them
+/// store the same bytes for the same events, chain them alike and judge a
+/// chain alike: an append's encoding ([`Batch::encode`](shared::Batch::encode):
+/// one row per run, its JSON body, each event's place in it and the summary
+/// and lease changes the events imply), the chain hashes of a row, the
+/// append-only check, reading a row back, and the chain check.
+pub mod shared {
+    pub use crate::chain::{ChainCheck, elements, hex};
+    pub use crate::reader::decode_row;
+    pub use crate::writer::{
+        Batch, Finished, LeaseChange, Row, RunChange, Started, chain, continues, head_of, input_preview,
+    };
+}
+
 /// How long a connection waits on a lock held by another connection (another
 /// rein process on the same file, a checkpoint) before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);

@@ -76,17 +76,28 @@ pub(crate) fn events(conn: &Connection, run: RunId) -> Result<Vec<Event>, Journa
     let mut events = Vec::new();
     while let Some(row) = rows.next().map_err(read_failed)? {
         let first_seq = u64::try_from(row.get::<_, i64>(0).map_err(read_failed)?).unwrap_or(0);
-        let corrupt = |message: String| JournalError::Corrupt { run, seq: first_seq, message };
-        let body =
-            row.get_ref(1).map_err(read_failed)?.as_str().map_err(|e| corrupt(format!("body is not text: {e}")))?;
-        let stored: Vec<(u64, u64, EventKind)> =
-            serde_json::from_str(body).map_err(|e| corrupt(format!("body is not a list of journal events: {e}")))?;
-        if stored.first().map(|(seq, _, _)| *seq) != Some(first_seq) {
-            return Err(corrupt("the row's first event does not carry its key's seq".into()));
-        }
-        events.extend(stored.into_iter().map(|(seq, at_ms, kind)| Event { run_id: run, seq, at_ms, kind }));
+        let body = row.get_ref(1).map_err(read_failed)?.as_str().map_err(|e| JournalError::Corrupt {
+            run,
+            seq: first_seq,
+            message: format!("body is not text: {e}"),
+        })?;
+        decode_row(run, first_seq, body, &mut events)?;
     }
     Ok(events)
+}
+
+/// Decodes one stored row of `run`, keyed by `first_seq`, onto `events`:
+/// its body is the JSON array `[[seq, at_ms, kind], ...]`, whose first
+/// event must carry the key's seq.
+pub fn decode_row(run: RunId, first_seq: u64, body: &str, events: &mut Vec<Event>) -> Result<(), JournalError> {
+    let corrupt = |message: String| JournalError::Corrupt { run, seq: first_seq, message };
+    let stored: Vec<(u64, u64, EventKind)> =
+        serde_json::from_str(body).map_err(|e| corrupt(format!("body is not a list of journal events: {e}")))?;
+    if stored.first().map(|(seq, _, _)| *seq) != Some(first_seq) {
+        return Err(corrupt("the row's first event does not carry its key's seq".into()));
+    }
+    events.extend(stored.into_iter().map(|(seq, at_ms, kind)| Event { run_id: run, seq, at_ms, kind }));
+    Ok(())
 }
 
 /// One statement per filter shape rather than `(?1 IS NULL OR agent = ?1)`,

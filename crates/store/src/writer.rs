@@ -126,37 +126,38 @@ pub(crate) type Reply = oneshot::Sender<Answer>;
 /// One run's events of an append: a single row, whose body is the JSON
 /// array `[[seq, at_ms, kind], ...]`. One row per append rather than per
 /// event: a run's events are written together and read together, and one
-/// insert costs a fraction of sixteen.
-struct Row {
-    run: RunId,
-    run_id: String,
-    first_seq: i64,
-    last_seq: i64,
-    body: String,
+/// insert costs a fraction of sixteen. Built by [`Batch::encode`].
+pub struct Row {
+    pub run: RunId,
+    pub run_id: String,
+    pub first_seq: i64,
+    pub last_seq: i64,
+    pub body: String,
     /// Where each event's `[seq, at_ms, kind]` element lies in `body`: the
     /// bytes its chain hash covers.
-    elements: Vec<Range<usize>>,
-    change: RunChange,
+    pub elements: Vec<Range<usize>>,
+    pub change: RunChange,
 }
 
 /// What a `RunStarted` writes into its run's summary.
-struct Started {
-    agent: String,
-    agent_version: String,
-    started_at_ms: i64,
-    input_preview: String,
+pub struct Started {
+    pub agent: String,
+    pub agent_version: String,
+    pub started_at_ms: i64,
+    pub input_preview: String,
 }
 
 /// A `RunFinished`'s final figures.
-struct Finished {
-    at_ms: i64,
-    steps: i64,
-    usage: [i64; 3],
-    cost_usd: f64,
+pub struct Finished {
+    pub at_ms: i64,
+    pub steps: i64,
+    /// Input, output and cached input tokens.
+    pub usage: [i64; 3],
+    pub cost_usd: f64,
 }
 
 /// What a row's events do to the run's lease.
-enum LeaseChange {
+pub enum LeaseChange {
     /// This process holds the run from `since_ms` (a start or resumption).
     Take { since_ms: i64 },
     /// Nobody holds it (suspended or finished).
@@ -166,17 +167,17 @@ enum LeaseChange {
 /// How one row's events change their run's summary and lease: the fold of
 /// the events in order, so the last status-changing event wins.
 #[derive(Default)]
-struct RunChange {
-    started: Option<Started>,
+pub struct RunChange {
+    pub started: Option<Started>,
     /// Set after the start's upsert (which sets `running` itself).
-    status: Option<&'static str>,
-    finished: Option<Finished>,
+    pub status: Option<&'static str>,
+    pub finished: Option<Finished>,
     /// `ModelResponded` events after the last `RunFinished`, if any: one
-    /// step each, usage and cost summed.
-    responses: i64,
-    usage: [i64; 3],
-    cost_usd: f64,
-    lease: Option<LeaseChange>,
+    /// step each, usage and cost summed (input, output, cached input).
+    pub responses: i64,
+    pub usage: [i64; 3],
+    pub cost_usd: f64,
+    pub lease: Option<LeaseChange>,
 }
 
 impl RunChange {
@@ -224,27 +225,28 @@ impl RunChange {
     }
 
     /// Whether anything but the head changes after the start's upsert.
-    fn updates_summary(&self) -> bool {
+    pub fn updates_summary(&self) -> bool {
         self.status.is_some() || self.finished.is_some() || self.responses != 0
     }
 
     /// Whether the writer should forget the run's head after this row: the
     /// run is over or paused, and nothing is appended to it soon (if
     /// anything, by another process).
-    fn lets_go(&self) -> bool {
+    pub fn lets_go(&self) -> bool {
         matches!(self.lease, Some(LeaseChange::Release))
     }
 }
 
 /// An append, encoded on the caller's thread.
-pub(crate) struct Batch {
+pub struct Batch {
     rows: Vec<Row>,
 }
 
 impl Batch {
     /// Encodes `events` for the writer: JSON bodies with each event's
     /// place in them, integer columns and the summary changes they imply.
-    pub(crate) fn encode(events: &[Event]) -> Result<Self, JournalError> {
+    /// Events out of seq order within a run fail the whole batch.
+    pub fn encode(events: &[Event]) -> Result<Self, JournalError> {
         // Events grouped by run, in order; a batch may span runs.
         let mut groups: Vec<(RunId, Vec<&Event>)> = Vec::new();
         for event in events {
@@ -295,11 +297,16 @@ impl Batch {
         }
         Ok(Self { rows })
     }
+
+    /// One row per run, in the order the runs first appear in the batch.
+    pub fn rows(&self) -> &[Row] {
+        &self.rows
+    }
 }
 
 /// The listing preview of a run's input: its first line, cut to 80
 /// characters (not bytes, so a cut never splits a UTF-8 sequence).
-pub(crate) fn input_preview(input: &str) -> String {
+pub fn input_preview(input: &str) -> String {
     input.lines().next().unwrap_or("").chars().take(INPUT_PREVIEW_CHARS).collect()
 }
 
@@ -724,7 +731,7 @@ fn write_batch(conn: &WriteConn, batch: &Batch, staged: &Staged) -> Result<Vec<(
 /// a repeated seq (and any rewrite of history) before writing. This is also
 /// what fences a run between processes: of two appending the same seq, the
 /// second to take the write lock fails here.
-fn continues(row: &Row, stored: i64) -> Result<(), JournalError> {
+pub fn continues(row: &Row, stored: i64) -> Result<(), JournalError> {
     if stored >= row.first_seq {
         return Err(JournalError::Storage(format!(
             "run {} already has events up to seq {stored}, so seq {} cannot be appended; the batch was not appended (batches are all or nothing)",
@@ -735,7 +742,7 @@ fn continues(row: &Row, stored: i64) -> Result<(), JournalError> {
 }
 
 /// Fills `hashes` with the chain hashes of `row`'s events after `previous`.
-fn chain(row: &Row, previous: &[u8; 32], hashes: &mut Vec<u8>) {
+pub fn chain(row: &Row, previous: &[u8; 32], hashes: &mut Vec<u8>) {
     hashes.clear();
     let mut previous = *previous;
     for element in &row.elements {
@@ -745,7 +752,7 @@ fn chain(row: &Row, previous: &[u8; 32], hashes: &mut Vec<u8>) {
 }
 
 /// The last hash of a row's `hashes`; a row always has at least one event.
-fn head_of(hashes: &[u8]) -> [u8; 32] {
+pub fn head_of(hashes: &[u8]) -> [u8; 32] {
     hashes.len().checked_sub(32).and_then(|at| hashes[at..].try_into().ok()).unwrap_or(CHAIN_GENESIS)
 }
 

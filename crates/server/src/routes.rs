@@ -1,0 +1,483 @@
+//! The routes. Handlers translate HTTP to [`rein::Operator`] calls and back;
+//! the rules (kill switch, leases, resume) live there, shared with the CLI.
+
+use crate::error::ApiError;
+use crate::{AppState, callback, stream};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use rein::{ApprovalDecision, Overrides, ResumeAction, RunFilter, RunId, RunOutcome, RunStatus, RunSummary};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+type ApiResult<T> = Result<T, ApiError>;
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let limit = state.config.max_body_bytes;
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/v1/agents", get(list_agents).post(register_agent))
+        .route("/v1/agents/{name}/runs", post(create_run))
+        .route("/v1/agents/{name}/disable", post(disable_agent))
+        .route("/v1/agents/{name}/enable", post(enable_agent))
+        .route("/v1/runs", get(list_runs))
+        .route("/v1/runs/{id}", get(get_run))
+        .route("/v1/runs/{id}/events", get(run_events))
+        .route("/v1/runs/{id}/cancel", post(cancel_run))
+        .route("/v1/approvals", get(list_approvals))
+        .route("/v1/approvals/{id}", get(get_approval))
+        .route("/v1/approvals/{id}/approve", post(approve))
+        .route("/v1/approvals/{id}/reject", post(reject))
+        .route("/v1/approvals/{id}/edit", post(edit))
+        .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+async fn healthz() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// Ready when the store answers.
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    let filter = RunFilter { limit: Some(1), ..RunFilter::default() };
+    match state.operator.store().runs(&filter).await {
+        Ok(_) => Json(json!({ "status": "ready" })).into_response(),
+        Err(error) => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", error.to_string()).into_response()
+        }
+    }
+}
+
+/// A JSON body, with a structured error when it is not valid.
+struct Body<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(request, state).await {
+            Ok(Json(value)) => Ok(Body(value)),
+            Err(rejection) => Err(ApiError::new(rejection.status(), "bad_request", rejection.body_text())),
+        }
+    }
+}
+
+/// A JSON body that may be left out (an empty body is `T::default()`).
+struct OptionalBody<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Default> axum::extract::FromRequest<S> for OptionalBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = axum::body::Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| ApiError::new(rejection.status(), "bad_request", rejection.body_text()))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalBody(T::default()));
+        }
+        serde_json::from_slice(&bytes)
+            .map(OptionalBody)
+            .map_err(|error| ApiError::bad_request("bad_request", format!("the body is not valid JSON here: {error}")))
+    }
+}
+
+/// The documented result shape, the same as `rein run --json`.
+pub fn outcome_json(outcome: &RunOutcome) -> Value {
+    json!({
+        "run_id": outcome.run_id.to_string(),
+        "agent": outcome.agent,
+        "agent_version": outcome.agent_version.0,
+        "status": outcome.status.as_str(),
+        "output": outcome.output,
+        "reason": outcome.reason,
+        "explanation": outcome.explanation,
+        "limit": outcome.limit.map(|l| l.as_str()),
+        "steps": outcome.steps,
+        "usage": outcome.usage,
+        "cost_usd": outcome.cost_usd,
+        "duration_ms": outcome.duration_ms,
+        "partial_results": outcome.partial_results,
+        "unbacked_claims": outcome.unbacked_claims,
+        "pending": outcome.pending,
+    })
+}
+
+// ----- agents ---------------------------------------------------------------
+
+async fn list_agents(State(state): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
+    let records = state.operator.store().agents().await?;
+    let served: Vec<Value> = state
+        .agents
+        .read()
+        .map(|agents| {
+            agents
+                .values()
+                .map(|s| {
+                    let record = records.iter().find(|r| r.name == s.agent.name());
+                    json!({
+                        "name": s.agent.name(),
+                        "version": s.agent.version().0,
+                        "enabled": record.is_none_or(|r| r.enabled),
+                        "versions": record.map_or(1, |r| r.versions),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Json(json!({ "agents": served })))
+}
+
+#[derive(Deserialize)]
+struct RegisterRequest {
+    /// The agent file's TOML text.
+    toml: String,
+    /// Names it in diagnostics; relative paths inside resolve against it.
+    #[serde(default)]
+    path: Option<String>,
+}
+
+/// Registers an agent version from TOML and serves it from now on.
+async fn register_agent(
+    State(state): State<Arc<AppState>>,
+    Body(request): Body<RegisterRequest>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let path = std::path::PathBuf::from(request.path.unwrap_or_else(|| "agent.toml".into()));
+    let (definition, warnings) =
+        rein::load_definition_str(&path, &request.toml, &Overrides::default()).map_err(|error| match error {
+            rein::LoadError::Config(config) => {
+                let diagnostics: Vec<String> = config.diagnostics().iter().map(ToString::to_string).collect();
+                let message = if diagnostics.is_empty() { config.to_string() } else { diagnostics.join("\n") };
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_agent", message)
+            }
+            other => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_agent", other.to_string()),
+        })?;
+    let served = state.serve_agent(definition).await?;
+    let warnings: Vec<String> = warnings.iter().map(ToString::to_string).collect();
+    let body = json!({ "name": served.agent.name(), "version": served.agent.version().0, "warnings": warnings });
+    Ok((StatusCode::CREATED, Json(body)))
+}
+
+#[derive(Deserialize, Default)]
+struct SwitchRequest {
+    #[serde(default)]
+    by: Option<String>,
+}
+
+async fn disable_agent(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    OptionalBody(request): OptionalBody<SwitchRequest>,
+) -> ApiResult<Json<Value>> {
+    let by = request.by.unwrap_or_else(|| "api".into());
+    let store = state.operator.store();
+    store.set_agent_enabled(&name, false, &by, rein::now_ms()).await?;
+    // Runs driven by live processes stop at their next step; runs nobody
+    // drives are cancelled here.
+    let mut cancelled = Vec::new();
+    for (summary, lease) in store.unfinished_runs().await? {
+        if summary.agent != name || state.operator.check_free(summary.run_id, false).await.is_err() {
+            continue;
+        }
+        let _ = lease;
+        let reason = format!("agent {name} was disabled by {by}");
+        let runtime = state.operator.runtime();
+        if let Ok(outcome) =
+            state.operator.resume(&runtime, summary.run_id, ResumeAction::Cancel { reason }, false, None).await
+        {
+            cancelled.push(outcome.run_id.to_string());
+        }
+    }
+    Ok(Json(json!({ "agent": name, "enabled": false, "cancelled": cancelled })))
+}
+
+async fn enable_agent(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    OptionalBody(request): OptionalBody<SwitchRequest>,
+) -> ApiResult<Json<Value>> {
+    let by = request.by.unwrap_or_else(|| "api".into());
+    state.operator.store().set_agent_enabled(&name, true, &by, rein::now_ms()).await?;
+    Ok(Json(json!({ "agent": name, "enabled": true })))
+}
+
+// ----- runs -----------------------------------------------------------------
+
+#[derive(Deserialize, Clone, Copy, Default, PartialEq)]
+#[serde(rename_all = "snake_case")]
+enum Mode {
+    #[default]
+    Sync,
+    Async,
+    Stream,
+}
+
+#[derive(Deserialize)]
+struct RunRequest {
+    input: String,
+    #[serde(default)]
+    mode: Mode,
+    /// For `async`: where to POST the result, signed.
+    #[serde(default)]
+    callback_url: Option<String>,
+}
+
+async fn create_run(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    Body(request): Body<RunRequest>,
+) -> ApiResult<Response> {
+    let served = state.agent(&name)?;
+    if !state.operator.store().agent_enabled(&name).await? {
+        return Err(rein::OperateError::Disabled(name).into());
+    }
+    let secret = match (&request.callback_url, &state.config.callback_secret) {
+        (Some(_), _) if request.mode != Mode::Async => {
+            return Err(ApiError::bad_request("bad_request", "callback_url is for mode `async`"));
+        }
+        (Some(url), _) if !(url.starts_with("http://") || url.starts_with("https://")) => {
+            return Err(ApiError::bad_request("bad_request", "callback_url must be an http(s) URL"));
+        }
+        (Some(_), None) => {
+            return Err(ApiError::bad_request(
+                "callbacks_disabled",
+                "this server has no callback signing secret (start it with REIN_CALLBACK_SECRET set)",
+            ));
+        }
+        (_, secret) => secret.clone(),
+    };
+    let run = RunId::new();
+    let operator = state.operator.clone();
+    let agent = served.agent.clone();
+    let drive = async move {
+        let runtime = operator.runtime();
+        operator.start(&runtime, &agent, request.input, run, None).await
+    };
+    match request.mode {
+        Mode::Sync => {
+            let outcome = drive.await?;
+            Ok(Json(outcome_json(&outcome)).into_response())
+        }
+        Mode::Async => {
+            let client = state.operator.client().clone();
+            let callback = request.callback_url.zip(secret);
+            state
+                .spawn(async move {
+                    match drive.await {
+                        Ok(outcome) => {
+                            if let Some((url, secret)) = callback {
+                                let body = serde_json::to_vec(&outcome_json(&outcome)).unwrap_or_default();
+                                callback::deliver(&client, &url, &secret, body).await;
+                            }
+                        }
+                        Err(error) => tracing::error!(%run, %error, "async run failed to run"),
+                    }
+                })
+                .await;
+            let body = json!({
+                "run_id": run.to_string(),
+                "status": "running",
+                "url": format!("/v1/runs/{run}"),
+                "events_url": format!("/v1/runs/{run}/events"),
+            });
+            Ok((StatusCode::ACCEPTED, [("location", format!("/v1/runs/{run}"))], Json(body)).into_response())
+        }
+        Mode::Stream => {
+            state
+                .spawn(async move {
+                    if let Err(error) = drive.await {
+                        tracing::error!(%run, %error, "streamed run failed to run");
+                    }
+                })
+                .await;
+            Ok(stream::events(state.clone(), run, None).into_response())
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    agent: Option<String>,
+    status: Option<String>,
+    limit: Option<u32>,
+    /// Only runs started at or after this time (Unix ms).
+    since_ms: Option<u64>,
+}
+
+async fn list_runs(State(state): State<Arc<AppState>>, Query(query): Query<ListQuery>) -> ApiResult<Json<Value>> {
+    let status = match query.status.as_deref() {
+        None => None,
+        Some(text) => Some(
+            RunStatus::parse(text)
+                .ok_or_else(|| ApiError::bad_request("bad_request", format!("unknown status `{text}`")))?,
+        ),
+    };
+    let limit = query.limit.unwrap_or(50).min(1000);
+    let filter = RunFilter { agent: query.agent, status, limit: Some(limit) };
+    let runs: Vec<RunSummary> = state
+        .operator
+        .store()
+        .runs(&filter)
+        .await?
+        .into_iter()
+        .filter(|r| query.since_ms.is_none_or(|since| r.started_at_ms >= since))
+        .collect();
+    Ok(Json(json!({ "runs": runs })))
+}
+
+async fn resolve(state: &AppState, id: &str) -> ApiResult<RunId> {
+    Ok(state.operator.store().resolve(id).await?)
+}
+
+async fn get_run(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let run = resolve(&state, &id).await?;
+    let events = state.operator.store().events(run).await?;
+    let record = rein::RunRecord::from_events(&events).ok_or_else(|| ApiError::not_found("run has no events"))?;
+    let outcome = rein::outcome_of(&events);
+    Ok(Json(json!({
+        "run_id": run.to_string(),
+        "agent": record.agent,
+        "agent_version": record.agent_version,
+        "status": record.status.as_str(),
+        "input": record.input,
+        "started_at_ms": record.started_at_ms,
+        "steps": record.steps.len(),
+        "usage": record.usage,
+        "cost_usd": record.cost_usd,
+        "outcome": outcome.as_ref().map(outcome_json),
+        "pending": rein::pending_actions(&events),
+    })))
+}
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    /// Events after this seq (as `Last-Event-ID` does for streams).
+    after: Option<u64>,
+}
+
+/// The run's events: JSON, or a resumable event stream when the client
+/// accepts `text/event-stream`.
+async fn run_events(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Query(query): Query<EventsQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let run = resolve(&state, &id).await?;
+    let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+    let after = last_event_id.or(query.after);
+    let wants_stream =
+        headers.get("accept").and_then(|v| v.to_str().ok()).is_some_and(|accept| accept.contains("text/event-stream"));
+    if wants_stream {
+        return Ok(stream::events(state.clone(), run, after).into_response());
+    }
+    let events = state.operator.store().events(run).await?;
+    let events: Vec<_> = events.into_iter().filter(|e| after.is_none_or(|after| e.seq > after)).collect();
+    Ok(Json(json!({ "run_id": run.to_string(), "events": events })).into_response())
+}
+
+#[derive(Deserialize, Default)]
+struct CancelRequest {
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    by: Option<String>,
+}
+
+/// Cancels a run: at once when nobody drives it, otherwise at its holder's
+/// next step boundary (202).
+async fn cancel_run(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    OptionalBody(request): OptionalBody<CancelRequest>,
+) -> ApiResult<Response> {
+    let run = resolve(&state, &id).await?;
+    let by = request.by.unwrap_or_else(|| "api".into());
+    let reason = request.reason.unwrap_or_else(|| "cancelled through the API".into());
+    let store = state.operator.store();
+    if let Some(outcome) = rein::outcome_of(&store.events(run).await?) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "run_finished",
+            format!("run {run} already finished as {}", outcome.status),
+        ));
+    }
+    store.request_cancel(run, &by, &reason, rein::now_ms()).await?;
+    let runtime = state.operator.runtime();
+    let action = ResumeAction::Cancel { reason: format!("cancelled by {by}: {reason}") };
+    match state.operator.resume(&runtime, run, action, false, None).await {
+        Ok(outcome) => Ok(Json(outcome_json(&outcome)).into_response()),
+        Err(rein::OperateError::Held { .. }) => {
+            let body = json!({ "run_id": run.to_string(), "status": "cancelling" });
+            Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+// ----- approvals ------------------------------------------------------------
+
+async fn list_approvals(State(state): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
+    Ok(Json(json!({ "approvals": state.operator.waiting_approvals().await? })))
+}
+
+async fn get_approval(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    Ok(Json(serde_json::to_value(state.operator.find_approval(&id).await?).unwrap_or_default()))
+}
+
+#[derive(Deserialize, Default)]
+struct DecisionRequest {
+    #[serde(default)]
+    by: Option<String>,
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    arguments: Option<Value>,
+}
+
+async fn decide(
+    state: &AppState,
+    id: &str,
+    decision: impl FnOnce(String) -> ApprovalDecision,
+) -> ApiResult<Json<Value>> {
+    let waiting = state.operator.find_approval(id).await?;
+    let runtime = state.operator.runtime();
+    let action = ResumeAction::Decide(vec![decision(waiting.action.call_id)]);
+    let outcome = state.operator.resume(&runtime, waiting.run_id, action, false, None).await?;
+    Ok(Json(outcome_json(&outcome)))
+}
+
+async fn approve(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    OptionalBody(request): OptionalBody<DecisionRequest>,
+) -> ApiResult<Json<Value>> {
+    let by = request.by.unwrap_or_else(|| "api".into());
+    decide(&state, &id, |call_id| ApprovalDecision::Approve { call_id, by }).await
+}
+
+async fn reject(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    OptionalBody(request): OptionalBody<DecisionRequest>,
+) -> ApiResult<Json<Value>> {
+    let by = request.by.unwrap_or_else(|| "api".into());
+    let reason = request.reason;
+    decide(&state, &id, |call_id| ApprovalDecision::Reject { call_id, by, reason }).await
+}
+
+async fn edit(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Body(request): Body<DecisionRequest>,
+) -> ApiResult<Json<Value>> {
+    let Some(arguments) = request.arguments else {
+        return Err(ApiError::bad_request("bad_request", "`arguments` (the edited arguments) is required"));
+    };
+    let by = request.by.unwrap_or_else(|| "api".into());
+    decide(&state, &id, |call_id| ApprovalDecision::Edit { call_id, by, arguments }).await
+}

@@ -1,0 +1,63 @@
+//! Server-sent events of a run's journal: every committed event from a
+//! point on, as `id: SEQ`, `event: TYPE`, `data: EVENT-JSON`, until the run
+//! finishes or suspends. Only committed events are sent — what a client has
+//! seen is what any process resuming the run will see — so a client that
+//! reconnects with `Last-Event-ID` misses nothing and sees nothing twice.
+
+use crate::AppState;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use futures::Stream;
+use rein::{EventKind, RunId};
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often the journal is read for new events. Commits come at least
+/// every 200 ms (the durability policy's bound), so this adds little.
+const POLL: Duration = Duration::from_millis(50);
+
+/// The events of `run` with seq > `after` (all when `None`), then new ones
+/// as they are committed.
+pub fn events(
+    state: Arc<AppState>,
+    run: RunId,
+    after: Option<u64>,
+) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    let stream = futures::stream::unfold(
+        (state, after.map_or(0, |seq| seq + 1), false),
+        move |(state, next, done)| async move {
+            if done {
+                return None;
+            }
+            loop {
+                let events = match state.operator.store().events(run).await {
+                    Ok(events) => events,
+                    Err(error) => {
+                        let event = SseEvent::default().event("error").data(error.to_string());
+                        return Some((vec![Ok(event)], (state, next, true)));
+                    }
+                };
+                let fresh: Vec<_> = events.into_iter().filter(|e| e.seq >= next).collect();
+                if fresh.is_empty() {
+                    tokio::time::sleep(POLL).await;
+                    continue;
+                }
+                let last = fresh.last().map_or(next, |e| e.seq + 1);
+                // A suspension followed by a resumption is not the end.
+                let ended = fresh
+                    .last()
+                    .is_some_and(|e| matches!(e.kind, EventKind::RunFinished { .. } | EventKind::RunSuspended { .. }));
+                let out = fresh
+                    .iter()
+                    .map(|event| {
+                        let data = serde_json::to_string(event).unwrap_or_default();
+                        Ok(SseEvent::default().id(event.seq.to_string()).event(event.kind.type_name()).data(data))
+                    })
+                    .collect();
+                return Some((out, (state, last, ended)));
+            }
+        },
+    );
+    let flat = futures::StreamExt::flat_map(stream, futures::stream::iter);
+    Sse::new(flat).keep_alive(KeepAlive::default())
+}

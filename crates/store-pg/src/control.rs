@@ -1,0 +1,201 @@
+//! The queries behind [`rein_types::ControlStore`]: registered agent
+//! versions, the kill switch, cancel requests and leases, as the SQLite
+//! journal's `control.rs` keeps them.
+
+use crate::read::{read_failed, unsigned};
+use rein_types::{AgentRecord, AgentVersion, JournalError, Lease, RunId};
+use serde_json::Value;
+use sqlx_core::query::query;
+use sqlx_core::row::Row as _;
+use sqlx_postgres::{PgPool, Postgres};
+
+fn write_failed(error: sqlx_core::Error) -> JournalError {
+    JournalError::Storage(format!("journal write failed: {error}"))
+}
+
+fn clamp(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+pub(crate) async fn register_agent(
+    pool: &PgPool,
+    name: &str,
+    version: &AgentVersion,
+    definition: &str,
+    now_ms: u64,
+) -> Result<(), JournalError> {
+    // A version is its content's hash: the same version is the same
+    // definition, so registering it again keeps the first registration.
+    // One statement, so it is atomic without a transaction.
+    query::<Postgres>(
+        "WITH version AS (
+             INSERT INTO agent_versions (name, version, definition, registered_at_ms) VALUES ($1, $2, $3, $4)
+             ON CONFLICT DO NOTHING
+         )
+         INSERT INTO agents (name) VALUES ($1) ON CONFLICT DO NOTHING",
+    )
+    .bind(name)
+    .bind(&version.0)
+    .bind(definition)
+    .bind(clamp(now_ms))
+    .execute(pool)
+    .await
+    .map_err(write_failed)?;
+    Ok(())
+}
+
+pub(crate) async fn agent_definition(
+    pool: &PgPool,
+    name: &str,
+    version: &AgentVersion,
+) -> Result<Option<Value>, JournalError> {
+    let stored = query::<Postgres>("SELECT definition FROM agent_versions WHERE name = $1 AND version = $2")
+        .bind(name)
+        .bind(&version.0)
+        .fetch_optional(pool)
+        .await
+        .map_err(read_failed)?;
+    let Some(row) = stored else { return Ok(None) };
+    let text: &str = row.try_get(0).map_err(read_failed)?;
+    serde_json::from_str(text).map(Some).map_err(|e| {
+        JournalError::Storage(format!(
+            "the registered definition of agent {name} version {} is not JSON: {e}",
+            version.0
+        ))
+    })
+}
+
+pub(crate) async fn agents(pool: &PgPool) -> Result<Vec<AgentRecord>, JournalError> {
+    // Registration always adds an `agents` row, but a name with versions
+    // and no row (a hand-edited database) is listed all the same.
+    let rows = query::<Postgres>(
+        "SELECT n.name, COALESCE(a.enabled, TRUE), a.changed_by, a.changed_at_ms,
+                (SELECT COUNT(*) FROM agent_versions v WHERE v.name = n.name),
+                (SELECT v.version FROM agent_versions v WHERE v.name = n.name
+                 ORDER BY v.registered_at_ms DESC, v.registration DESC LIMIT 1)
+         FROM (SELECT name FROM agents UNION SELECT name FROM agent_versions) n
+         LEFT JOIN agents a ON a.name = n.name
+         ORDER BY n.name",
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(read_failed)?;
+    rows.iter()
+        .map(|row| {
+            Ok(AgentRecord {
+                name: row.try_get(0)?,
+                enabled: row.try_get(1)?,
+                changed_by: row.try_get(2)?,
+                changed_at_ms: row.try_get::<Option<i64>, _>(3)?.map(unsigned),
+                versions: u32::try_from(row.try_get::<i64, _>(4)?).unwrap_or(u32::MAX),
+                latest_version: row.try_get(5)?,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx_core::Error>>()
+        .map_err(read_failed)
+}
+
+pub(crate) async fn set_agent_enabled(
+    pool: &PgPool,
+    name: &str,
+    enabled: bool,
+    by: &str,
+    now_ms: u64,
+) -> Result<(), JournalError> {
+    query::<Postgres>(
+        "INSERT INTO agents (name, enabled, changed_by, changed_at_ms) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (name) DO UPDATE SET
+             enabled = excluded.enabled, changed_by = excluded.changed_by, changed_at_ms = excluded.changed_at_ms",
+    )
+    .bind(name)
+    .bind(enabled)
+    .bind(by)
+    .bind(clamp(now_ms))
+    .execute(pool)
+    .await
+    .map(|_| ())
+    .map_err(write_failed)
+}
+
+pub(crate) async fn agent_enabled(pool: &PgPool, name: &str) -> Result<bool, JournalError> {
+    let enabled = query::<Postgres>("SELECT enabled FROM agents WHERE name = $1")
+        .bind(name)
+        .fetch_optional(pool)
+        .await
+        .map_err(read_failed)?
+        .map(|row| row.try_get::<bool, _>(0))
+        .transpose()
+        .map_err(read_failed)?;
+    Ok(enabled.unwrap_or(true))
+}
+
+pub(crate) async fn request_cancel(
+    pool: &PgPool,
+    run: RunId,
+    by: &str,
+    reason: &str,
+    now_ms: u64,
+) -> Result<(), JournalError> {
+    query::<Postgres>(
+        "INSERT INTO cancel_requests (run_id, requested_by, reason, at_ms) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (run_id) DO UPDATE SET
+             requested_by = excluded.requested_by, reason = excluded.reason, at_ms = excluded.at_ms",
+    )
+    .bind(run.to_string())
+    .bind(by)
+    .bind(reason)
+    .bind(clamp(now_ms))
+    .execute(pool)
+    .await
+    .map(|_| ())
+    .map_err(write_failed)
+}
+
+/// Those of `runs` that must stop, with why. Polled by every process for
+/// every run it holds, so it is one statement whatever the number of runs:
+/// the ids go in as one array, and each is looked up by key.
+pub(crate) async fn stop_requests(pool: &PgPool, runs: &[RunId]) -> Result<Vec<(RunId, String)>, JournalError> {
+    if runs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<String> = runs.iter().map(RunId::to_string).collect();
+    // Cancel requests first: one says more about a run than the kill
+    // switch, and the first reason found for a run is kept.
+    let rows = query::<Postgres>(
+        "SELECT c.run_id, 0 AS kind, 'cancelled by ' || c.requested_by || ': ' || c.reason
+         FROM cancel_requests c WHERE c.run_id = ANY($1)
+         UNION ALL
+         SELECT r.run_id, 1, 'agent ' || a.name || ' was disabled by ' || COALESCE(a.changed_by, 'someone')
+         FROM runs r JOIN agents a ON a.name = r.agent
+         WHERE r.run_id = ANY($1) AND NOT a.enabled
+         ORDER BY 2",
+    )
+    .bind(&ids)
+    .fetch_all(pool)
+    .await
+    .map_err(read_failed)?;
+    let mut stops: Vec<(RunId, String)> = Vec::new();
+    for row in &rows {
+        let id: &str = row.try_get(0).map_err(read_failed)?;
+        let why: String = row.try_get(2).map_err(read_failed)?;
+        let run = RunId::parse(id)
+            .ok_or_else(|| JournalError::Storage(format!("stop request for run {id} has an unreadable id")))?;
+        if !stops.iter().any(|(stopping, _)| *stopping == run) {
+            stops.push((run, why));
+        }
+    }
+    // In the order asked, so callers see a stable answer.
+    stops.sort_by_key(|(run, _)| runs.iter().position(|asked| asked == run));
+    Ok(stops)
+}
+
+pub(crate) async fn lease(pool: &PgPool, run: RunId) -> Result<Option<Lease>, JournalError> {
+    query::<Postgres>("SELECT owner, since_ms FROM leases WHERE run_id = $1")
+        .bind(run.to_string())
+        .fetch_optional(pool)
+        .await
+        .map_err(read_failed)?
+        .map(|row| Ok(Lease { owner: row.try_get(0)?, since_ms: unsigned(row.try_get(1)?) }))
+        .transpose()
+        .map_err(read_failed)
+}
