@@ -11,6 +11,7 @@
 
 mod callback;
 mod error;
+mod metrics;
 mod routes;
 mod stream;
 
@@ -52,6 +53,7 @@ pub struct AppState {
     /// aborted when the server stops; their journals let any process take
     /// them up again.
     pub(crate) background: tokio::sync::Mutex<JoinSet<()>>,
+    pub(crate) metrics: Arc<metrics::Metrics>,
 }
 
 impl AppState {
@@ -61,7 +63,14 @@ impl AppState {
             agents: RwLock::new(HashMap::new()),
             config,
             background: tokio::sync::Mutex::new(JoinSet::new()),
+            metrics: Arc::new(metrics::Metrics::new()),
         })
+    }
+
+    /// A runtime for driving runs here: journaling as this process, and
+    /// feeding the metrics.
+    pub(crate) fn runtime(&self) -> rein::Runtime {
+        self.operator.runtime().with_hooks(self.metrics.clone())
     }
 
     /// Serves `definition` as its agent's current version, registering it

@@ -20,6 +20,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/v1/agents", get(list_agents).post(register_agent))
         .route("/v1/agents/{name}/runs", post(create_run))
         .route("/v1/agents/{name}/disable", post(disable_agent))
@@ -51,6 +52,12 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", error.to_string()).into_response()
         }
     }
+}
+
+/// Prometheus exposition text.
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let text = state.metrics.render(state.operator.store()).await;
+    ([("content-type", "text/plain; version=0.0.4")], text).into_response()
 }
 
 /// A JSON body, with a structured error when it is not valid.
@@ -185,7 +192,7 @@ async fn disable_agent(
         }
         let _ = lease;
         let reason = format!("agent {name} was disabled by {by}");
-        let runtime = state.operator.runtime();
+        let runtime = state.runtime();
         if let Ok(outcome) =
             state.operator.resume(&runtime, summary.run_id, ResumeAction::Cancel { reason }, false, None).await
         {
@@ -253,10 +260,8 @@ async fn create_run(
     let run = RunId::new();
     let operator = state.operator.clone();
     let agent = served.agent.clone();
-    let drive = async move {
-        let runtime = operator.runtime();
-        operator.start(&runtime, &agent, request.input, run, None).await
-    };
+    let runtime = state.runtime();
+    let drive = async move { operator.start(&runtime, &agent, request.input, run, None).await };
     match request.mode {
         Mode::Sync => {
             let outcome = drive.await?;
@@ -407,7 +412,7 @@ async fn cancel_run(
         ));
     }
     store.request_cancel(run, &by, &reason, rein::now_ms()).await?;
-    let runtime = state.operator.runtime();
+    let runtime = state.runtime();
     let action = ResumeAction::Cancel { reason: format!("cancelled by {by}: {reason}") };
     match state.operator.resume(&runtime, run, action, false, None).await {
         Ok(outcome) => Ok(Json(outcome_json(&outcome)).into_response()),
@@ -445,7 +450,7 @@ async fn decide(
     decision: impl FnOnce(String) -> ApprovalDecision,
 ) -> ApiResult<Json<Value>> {
     let waiting = state.operator.find_approval(id).await?;
-    let runtime = state.operator.runtime();
+    let runtime = state.runtime();
     let action = ResumeAction::Decide(vec![decision(waiting.action.call_id)]);
     let outcome = state.operator.resume(&runtime, waiting.run_id, action, false, None).await?;
     Ok(Json(outcome_json(&outcome)))

@@ -300,3 +300,34 @@ async fn the_kill_switch_cancel_and_errors_are_structured() {
     let (status, ready) = f.get("/readyz").await;
     assert_eq!((status, ready["status"].as_str()), (200, Some("ready")));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_count_runs_tokens_tools_and_the_queue() {
+    let f = fixture("dangerous").await;
+    let (_, waiting) = f.post("/v1/agents/notifier/runs", json!({ "input": "notify" })).await;
+    assert_eq!(waiting["status"], "waiting_approval");
+    let id = waiting["pending"][0]["id"].as_str().unwrap().to_owned();
+    let (status, _) = f.post(&format!("/v1/approvals/{id}/approve"), json!({})).await;
+    assert_eq!(status, 200);
+    let (_, second) = f.post("/v1/agents/notifier/runs", json!({ "input": "notify" })).await;
+    assert_eq!(second["status"], "waiting_approval");
+
+    let response = f.http.get(format!("{}/metrics", f.base)).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    let value = |needle: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(needle))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no `{needle}` in\n{text}"))
+    };
+    assert_eq!(value(r#"rein_runs_started_total{agent="notifier"}"#), 2.0);
+    assert_eq!(value(r#"rein_runs_finished_total{agent="notifier",status="succeeded"}"#), 1.0);
+    assert_eq!(value(r#"rein_runs_suspended_total{agent="notifier",status="waiting_approval"}"#), 2.0);
+    assert_eq!(value(r#"rein_tool_calls_total{agent="notifier",tool="send_notice",result="ok"}"#), 1.0);
+    assert_eq!(value(r#"rein_runs_unfinished{status="waiting_approval"}"#), 1.0);
+    assert_eq!(value(r#"rein_run_steps_count{agent="notifier"}"#), 1.0);
+    assert!(text.contains("rein_tokens_total{agent=\"notifier\""), "{text}");
+    assert!(text.contains("rein_run_duration_seconds_bucket"), "{text}");
+}
