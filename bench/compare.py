@@ -29,11 +29,16 @@ run_bench.FRAMEWORKS.update({
     # The same client with every transition committed before it is acted on.
     "rein-every-step": ["/usr/bin/env", "REIN_BENCH_DURABILITY=every-step",
                         str(HERE / "rein-bench" / "target" / "release" / "rein-bench")],
+    # The same client with the journal in PostgreSQL (database rein_bench on
+    # the local server; run.sh creates it).
+    "rein-postgres": ["/usr/bin/env", "REIN_BENCH_JOURNAL=postgres",
+                      "REIN_BENCH_PG=postgres://postgres@127.0.0.1:5432/rein_bench",
+                      str(HERE / "rein-bench" / "target" / "release" / "rein-bench")],
     # The same client with the journal in memory: the loop's own cost.
     "rein-memory": ["/usr/bin/env", "REIN_BENCH_JOURNAL=memory",
                     str(HERE / "rein-bench" / "target" / "release" / "rein-bench")],
 })
-ORDER = ["raw", "rein", "rein-every-step", "rein-memory", "rig", "openai-agents", "langgraph"]
+ORDER = ["raw", "rein", "rein-every-step", "rein-postgres", "rein-memory", "rig", "openai-agents", "langgraph"]
 
 
 def write_summary(outdir: Path, rows: list, reps: int) -> None:

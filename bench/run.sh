@@ -28,6 +28,10 @@ export CARGO_TARGET_DIR="$PWD/target-peers"
 if [[ "$*" == *rig* || " $* " != *" --only "* ]]; then (cd "$SHARED/rig-bench" && cargo build --release -q); fi
 unset CARGO_TARGET_DIR
 (cd rein-bench && cargo build --release -q)
+if [[ "$*" == *rein-postgres* ]]; then
+  # A fresh database per sitting on the local server (trust auth).
+  psql -h 127.0.0.1 -U postgres -d test -qc "DROP DATABASE IF EXISTS rein_bench" -c "CREATE DATABASE rein_bench"
+fi
 if [[ "$*" == *openai-agents* || "$*" == *langgraph* ]] && [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
   .venv/bin/pip install -q -r "$SHARED/requirements.txt"

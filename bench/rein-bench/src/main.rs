@@ -47,10 +47,17 @@ fn main() {
     let rt = harness::runtime(&args);
     let db = std::env::temp_dir().join(format!("rein-bench-{}.db", std::process::id()));
     // REIN_BENCH_JOURNAL=memory measures the loop without the durable
-    // journal, to show what durability costs; the default is SQLite.
-    let in_memory = std::env::var("REIN_BENCH_JOURNAL").is_ok_and(|v| v == "memory");
+    // journal, to show what durability costs; REIN_BENCH_JOURNAL=postgres
+    // (with REIN_BENCH_PG, a URL naming an existing, empty schema) puts it
+    // in PostgreSQL; the default is SQLite.
+    let choice = std::env::var("REIN_BENCH_JOURNAL").unwrap_or_default();
+    let in_memory = choice == "memory";
+    let postgres = choice == "postgres";
     let journal: Arc<dyn Journal> = if in_memory {
         Arc::new(rein_testkit::journal::MemoryJournal::new())
+    } else if postgres {
+        let url = std::env::var("REIN_BENCH_PG").expect("REIN_BENCH_PG: the PostgreSQL URL");
+        Arc::new(rt.block_on(rein_store_pg::PgStore::connect(&url)).expect("postgres store"))
     } else {
         Arc::new(SqliteJournal::open(&db).expect("journal"))
     };
@@ -59,10 +66,12 @@ fn main() {
     // rein_runtime::Durability).
     let every_step = std::env::var("REIN_BENCH_DURABILITY").is_ok_and(|v| v == "every-step");
     let durability = if every_step { Durability::EveryStep } else { Durability::default() };
-    let journal_name = match (in_memory, every_step) {
-        (true, _) => "in-memory journal",
-        (false, false) => "SQLite journal",
-        (false, true) => "SQLite journal, commit every step",
+    let journal_name = match (in_memory, postgres, every_step) {
+        (true, _, _) => "in-memory journal",
+        (false, true, false) => "PostgreSQL journal",
+        (false, true, true) => "PostgreSQL journal, commit every step",
+        (false, false, false) => "SQLite journal",
+        (false, false, true) => "SQLite journal, commit every step",
     };
     let mut meta = Map::new();
     meta.insert("framework".into(), json!(format!("rein ({journal_name})")));
