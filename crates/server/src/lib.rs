@@ -12,6 +12,7 @@
 mod callback;
 mod error;
 mod metrics;
+mod openapi;
 mod routes;
 mod stream;
 

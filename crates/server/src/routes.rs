@@ -2,41 +2,148 @@
 //! the rules (kill switch, leases, resume) live there, shared with the CLI.
 
 use crate::error::ApiError;
+use crate::openapi::{self, Doc, schema_of};
 use crate::{AppState, callback, stream};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use axum::{Json, Router};
 use rein::{ApprovalDecision, Overrides, ResumeAction, RunFilter, RunId, RunOutcome, RunStatus, RunSummary};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
+// Declared here rather than in lib.rs while lib.rs is being changed
+// elsewhere; move it to `mod hooks;` there.
+#[path = "hooks.rs"]
+mod hooks;
+
 type ApiResult<T> = Result<T, ApiError>;
+
+/// Every endpoint: what the OpenAPI document says about it, and its
+/// handler. The router and the document are both built from this list.
+fn endpoints() -> Vec<(Doc, MethodRouter<Arc<AppState>>)> {
+    fn doc(method: &'static str, path: &'static str, summary: &'static str) -> Doc {
+        Doc { method, path, summary, body: None, query: None, responses: &[(200, "OK")] }
+    }
+    vec![
+        (doc("get", "/healthz", "Liveness"), get(healthz)),
+        (doc("get", "/readyz", "Readiness: the store answers"), get(readyz)),
+        (doc("get", "/metrics", "Prometheus metrics"), get(metrics)),
+        (doc("get", "/openapi.json", "This document"), get(openapi_document)),
+        (doc("get", "/v1/agents", "Agents served here, with their versions and kill-switch state"), get(list_agents)),
+        (
+            Doc {
+                body: Some(schema_of::<RegisterRequest>),
+                responses: &[(201, "Registered and served")],
+                ..doc("post", "/v1/agents", "Register an agent version from TOML and serve it")
+            },
+            post(register_agent),
+        ),
+        (
+            Doc {
+                body: Some(schema_of::<RunRequest>),
+                responses: &[
+                    (200, "sync: the run's result"),
+                    (202, "async: the run was started; its URL"),
+                    (201, "stream: text/event-stream of the run's events"),
+                ],
+                ..doc("post", "/v1/agents/{name}/runs", "Run the agent on an input")
+            },
+            post(create_run),
+        ),
+        (
+            Doc {
+                body: Some(schema_of::<SwitchRequest>),
+                ..doc("post", "/v1/agents/{name}/disable", "The kill switch: disable the agent")
+            },
+            post(disable_agent),
+        ),
+        (
+            Doc {
+                body: Some(schema_of::<SwitchRequest>),
+                ..doc("post", "/v1/agents/{name}/enable", "Enable the agent again")
+            },
+            post(enable_agent),
+        ),
+        (Doc { query: Some(schema_of::<ListQuery>), ..doc("get", "/v1/runs", "Runs, newest first") }, get(list_runs)),
+        (doc("get", "/v1/runs/{id}", "One run: status, usage, outcome, what it waits for"), get(get_run)),
+        (
+            Doc {
+                query: Some(schema_of::<EventsQuery>),
+                ..doc("get", "/v1/runs/{id}/events", "The run's events; text/event-stream resumes after Last-Event-ID")
+            },
+            get(run_events),
+        ),
+        (
+            Doc {
+                body: Some(schema_of::<CancelRequest>),
+                responses: &[(200, "Cancelled"), (202, "Its holder stops it at its next step")],
+                ..doc("post", "/v1/runs/{id}/cancel", "Cancel a run")
+            },
+            post(cancel_run),
+        ),
+        (doc("get", "/v1/approvals", "Approval requests waiting for a decision"), get(list_approvals)),
+        (doc("get", "/v1/approvals/{id}", "One approval request with its preview"), get(get_approval)),
+        (
+            Doc {
+                body: Some(schema_of::<DecisionRequest>),
+                ..doc("post", "/v1/approvals/{id}/approve", "Approve; the run goes on")
+            },
+            post(approve),
+        ),
+        (
+            Doc {
+                body: Some(schema_of::<DecisionRequest>),
+                ..doc("post", "/v1/approvals/{id}/reject", "Reject; the model is told")
+            },
+            post(reject),
+        ),
+        (
+            Doc {
+                body: Some(schema_of::<DecisionRequest>),
+                ..doc(
+                    "post",
+                    "/v1/approvals/{id}/edit",
+                    "Approve with edited arguments, checked against the tool's schema",
+                )
+            },
+            post(edit),
+        ),
+        (
+            Doc {
+                body: Some(schema_of::<Value>),
+                responses: &[(202, "The delivery started the agent: the run's id and URL")],
+                ..doc("post", "/v1/hooks/{name}", "A signed webhook delivery: starts the agent declaring the hook")
+            },
+            post(hooks::receive),
+        ),
+    ]
+}
 
 pub fn router(state: Arc<AppState>) -> Router {
     let limit = state.config.max_body_bytes;
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/v1/agents", get(list_agents).post(register_agent))
-        .route("/v1/agents/{name}/runs", post(create_run))
-        .route("/v1/agents/{name}/disable", post(disable_agent))
-        .route("/v1/agents/{name}/enable", post(enable_agent))
-        .route("/v1/runs", get(list_runs))
-        .route("/v1/runs/{id}", get(get_run))
-        .route("/v1/runs/{id}/events", get(run_events))
-        .route("/v1/runs/{id}/cancel", post(cancel_run))
-        .route("/v1/approvals", get(list_approvals))
-        .route("/v1/approvals/{id}", get(get_approval))
-        .route("/v1/approvals/{id}/approve", post(approve))
-        .route("/v1/approvals/{id}/reject", post(reject))
-        .route("/v1/approvals/{id}/edit", post(edit))
+    let mut by_path: Vec<(&'static str, MethodRouter<Arc<AppState>>)> = Vec::new();
+    for (doc, handler) in endpoints() {
+        match by_path.iter_mut().find(|(path, _)| *path == doc.path) {
+            Some((_, existing)) => *existing = std::mem::take(existing).merge(handler),
+            None => by_path.push((doc.path, handler)),
+        }
+    }
+    let mut router = Router::new();
+    for (path, handler) in by_path {
+        router = router.route(path, handler);
+    }
+    router
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
+}
+
+async fn openapi_document() -> Json<Value> {
+    let docs: Vec<Doc> = endpoints().into_iter().map(|(doc, _)| doc).collect();
+    Json(openapi::document(&docs))
 }
 
 async fn healthz() -> Json<Value> {
@@ -139,7 +246,7 @@ async fn list_agents(State(state): State<Arc<AppState>>) -> ApiResult<Json<Value
     Ok(Json(json!({ "agents": served })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 struct RegisterRequest {
     /// The agent file's TOML text.
     toml: String,
@@ -169,7 +276,7 @@ async fn register_agent(
     Ok((StatusCode::CREATED, Json(body)))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, schemars::JsonSchema)]
 struct SwitchRequest {
     #[serde(default)]
     by: Option<String>,
@@ -214,7 +321,7 @@ async fn enable_agent(
 
 // ----- runs -----------------------------------------------------------------
 
-#[derive(Deserialize, Clone, Copy, Default, PartialEq)]
+#[derive(Deserialize, Clone, Copy, Default, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 enum Mode {
     #[default]
@@ -223,7 +330,7 @@ enum Mode {
     Stream,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 struct RunRequest {
     input: String,
     #[serde(default)]
@@ -304,7 +411,7 @@ async fn create_run(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 struct ListQuery {
     agent: Option<String>,
     status: Option<String>,
@@ -358,7 +465,7 @@ async fn get_run(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> 
     })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 struct EventsQuery {
     /// Events after this seq (as `Last-Event-ID` does for streams).
     after: Option<u64>,
@@ -385,7 +492,7 @@ async fn run_events(
     Ok(Json(json!({ "run_id": run.to_string(), "events": events })).into_response())
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, schemars::JsonSchema)]
 struct CancelRequest {
     #[serde(default)]
     reason: Option<String>,
@@ -434,7 +541,7 @@ async fn get_approval(State(state): State<Arc<AppState>>, Path(id): Path<String>
     Ok(Json(serde_json::to_value(state.operator.find_approval(&id).await?).unwrap_or_default()))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, schemars::JsonSchema)]
 struct DecisionRequest {
     #[serde(default)]
     by: Option<String>,

@@ -331,3 +331,39 @@ async fn metrics_count_runs_tokens_tools_and_the_queue() {
     assert!(text.contains("rein_tokens_total{agent=\"notifier\""), "{text}");
     assert!(text.contains("rein_run_duration_seconds_bucket"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_openapi_document_covers_every_route_with_request_schemas() {
+    let f = fixture("write").await;
+    let (status, doc) = f.get("/openapi.json").await;
+    assert_eq!(status, 200);
+    assert_eq!(doc["openapi"], "3.0.3");
+    let paths = doc["paths"].as_object().unwrap();
+    for (path, method) in [
+        ("/v1/agents/{name}/runs", "post"),
+        ("/v1/runs", "get"),
+        ("/v1/runs/{id}/events", "get"),
+        ("/v1/approvals/{id}/edit", "post"),
+        ("/v1/agents", "get"),
+        ("/v1/agents", "post"),
+        ("/metrics", "get"),
+    ] {
+        assert!(paths.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} missing");
+    }
+    let run = &paths["/v1/agents/{name}/runs"]["post"];
+    assert_eq!(run["parameters"][0]["name"], "name");
+    let schema = serde_json::to_string(&run["requestBody"]).unwrap();
+    assert!(schema.contains("RunRequest") || schema.contains("\"input\""), "{schema}");
+    let definitions = serde_json::to_string(&doc["components"]["schemas"]).unwrap();
+    assert!(definitions.contains("\"input\"") && definitions.contains("stream"), "{definitions}");
+    let list = &paths["/v1/runs"]["get"]["parameters"];
+    let names: Vec<&str> = list.as_array().unwrap().iter().filter_map(|p| p["name"].as_str()).collect();
+    assert!(names.contains(&"status") && names.contains(&"since_ms"), "{names:?}");
+    // Every GET route without parameters answers (none falls through to 404).
+    for (path, item) in paths {
+        if item.get("get").is_some() && !path.contains('{') {
+            let response = f.http.get(format!("{}{path}", f.base)).send().await.unwrap();
+            assert_ne!(response.status(), 404, "{path}");
+        }
+    }
+}
