@@ -293,11 +293,10 @@ async fn disable_agent(
     // Runs driven by live processes stop at their next step; runs nobody
     // drives are cancelled here.
     let mut cancelled = Vec::new();
-    for (summary, lease) in store.unfinished_runs().await? {
+    for (summary, _) in store.unfinished_runs().await? {
         if summary.agent != name || state.operator.check_free(summary.run_id, false).await.is_err() {
             continue;
         }
-        let _ = lease;
         let reason = format!("agent {name} was disabled by {by}");
         let runtime = state.runtime();
         if let Ok(outcome) =
