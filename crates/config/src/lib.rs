@@ -22,14 +22,16 @@ mod schema;
 mod source;
 mod templates;
 mod tools;
+mod webhooks;
 
 pub use diagnostic::{ConfigError, Diagnostic, Report, Severity};
 pub(crate) use load::EnvRef;
 pub use load::KNOWN_PROVIDERS;
 pub use prices::{PriceTable, lookup_price, price_for, price_table};
 pub use tools::{HANDOFF_TOOL_NAME, handoff_tool};
+pub use webhooks::render_webhook_input;
 
-use rein_types::{AgentSpec, ModelRef, ProviderDecl, ToolImpl, ToolSpec};
+use rein_types::{AgentSpec, ModelRef, ProviderDecl, ToolImpl, ToolSpec, WebhookDecl};
 use std::path::{Path, PathBuf};
 
 /// An agent file, resolved and checked: ready to run.
@@ -41,7 +43,8 @@ pub struct LoadedAgent {
     /// `spec.tools` lists the tools in declaration order (included files in
     /// include order, then the agent file's own, then `handoff_to_human`);
     /// `spec.extra` holds `{ "provider": ProviderDecl, "tools": { name:
-    /// ToolImpl } }` so that implementation changes change the version.
+    /// ToolImpl } }` (with `"webhooks"` when the agent declares any) so
+    /// that implementation changes change the version.
     pub spec: AgentSpec,
     /// How to reach the model's provider, with its `[providers.NAME]`
     /// limits.
@@ -58,6 +61,9 @@ pub struct LoadedAgent {
     /// Each tool's spec with its implementation, in the order of
     /// `spec.tools`.
     pub tools: Vec<DeclaredTool>,
+    /// `[[webhooks]]`: the endpoints that start the agent with a signed
+    /// payload, in declaration order.
+    pub webhooks: Vec<WebhookDecl>,
     /// Warnings found while loading; the agent runs regardless.
     pub warnings: Vec<Diagnostic>,
 }

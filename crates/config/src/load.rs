@@ -13,10 +13,11 @@ use crate::reader::{Node, Table, join_key};
 use crate::source::{Loc, Sink, SourceFile};
 use crate::templates::{self, Placeholder};
 use crate::tools::{self, HANDOFF_TOOL_NAME, RawImpl, RawTool, ToolDefaults};
+use crate::webhooks;
 use crate::{DeclaredTool, Fallback, LoadedAgent};
 use rein_types::{
     AgentSpec, Limits, ModelPrice, ModelRef, ModelSettings, Phase, ProviderDecl, Route, SqlToolDecl, StopConditions,
-    ToolImpl,
+    ToolImpl, WebhookDecl,
 };
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -49,6 +50,7 @@ const AGENT_KEYS: &[&str] = &[
     "tools",
     "providers",
     "output_schema",
+    "webhooks",
 ];
 const TOOL_FILE_KEYS: &[&str] = &["tools", "databases"];
 const MODEL_KEYS: &[&str] = &[
@@ -142,6 +144,8 @@ struct AgentParts {
     stop: Vec<(String, Loc, String)>,
     prices: BTreeMap<String, ModelPrice>,
     output_schema: Option<serde_json::Value>,
+    /// `[[webhooks]]`, in order.
+    webhooks: Vec<WebhookDecl>,
     own: FileParts,
 }
 
@@ -417,6 +421,7 @@ fn parse_agent(table: &Table<'_, '_>, env: &mut Vec<EnvRef>, incomplete: &mut bo
 
     let prices = table.get("prices").map(|node| parse_prices(&node, sink)).unwrap_or_default();
     let output_schema = table.get("output_schema").and_then(|node| parse_output_schema(&node, sink));
+    let webhooks = table.get("webhooks").map(|node| webhooks::parse_webhooks(&node, env, sink)).unwrap_or_default();
 
     let defaults = ToolDefaults { timeout_ms: limits.tool_timeout_ms };
     let own = parse_tool_file_parts(table, &defaults, env, incomplete, sink);
@@ -439,6 +444,7 @@ fn parse_agent(table: &Table<'_, '_>, env: &mut Vec<EnvRef>, incomplete: &mut bo
         stop,
         prices,
         output_schema,
+        webhooks,
         own,
     }
 }
@@ -1081,6 +1087,13 @@ fn assemble(
             .collect();
         map.insert("routes".into(), serde_json::Value::Object(endpoints));
     }
+    // Likewise only when there are webhooks: how a run can be started is
+    // part of what the agent is.
+    if !agent.webhooks.is_empty()
+        && let Some(map) = extra.as_object_mut()
+    {
+        map.insert("webhooks".into(), serde_json::to_value(&agent.webhooks).ok()?);
+    }
     let routes = agent
         .routes
         .iter()
@@ -1109,6 +1122,7 @@ fn assemble(
         routes: agent.routes,
         prices,
         tools,
+        webhooks: agent.webhooks,
         warnings: Vec::new(),
     })
 }

@@ -12,7 +12,8 @@ fn unknown_top_level_key() {
     assert_eq!(
         single_error(dir.path(), &report),
         "agent.toml:4:1: error: colour: unknown key \"colour\"; expected one of name, description, system_prompt, \
-         system_prompt_file, include, handoff, model, limits, stop, prices, databases, tools, providers, output_schema"
+         system_prompt_file, include, handoff, model, limits, stop, prices, databases, tools, providers, output_schema, \
+         webhooks"
     );
     assert!(report.agent.is_none());
 }

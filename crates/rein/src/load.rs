@@ -10,7 +10,7 @@
 
 use rein_config::{ConfigError, Diagnostic};
 use rein_runtime::{Agent, RuntimeError};
-use rein_types::{AgentSpec, ModelRef, Phase, ProviderDecl, Tool, ToolImpl, ToolSpec};
+use rein_types::{AgentSpec, ModelRef, Phase, ProviderDecl, Tool, ToolImpl, ToolSpec, WebhookDecl};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::Arc;
@@ -63,6 +63,10 @@ pub struct AgentDefinition {
     pub routes: Vec<(Phase, ModelRef, ProviderDecl)>,
     /// Each tool's spec and implementation, in the order of `spec.tools`.
     pub tools: Vec<(ToolSpec, ToolImpl)>,
+    /// `[[webhooks]]`: what `rein serve` answers on `POST /v1/hooks/{name}`
+    /// (also in `spec.extra`, so they are part of the version).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub webhooks: Vec<WebhookDecl>,
 }
 
 impl AgentDefinition {
@@ -137,6 +141,7 @@ fn resolve(
         fallbacks: loaded.fallbacks.iter().map(|f| (f.model.clone(), f.provider.clone())).collect(),
         routes: loaded.routes.iter().map(|(phase, r)| (*phase, r.model.clone(), r.provider.clone())).collect(),
         tools: loaded.tools.iter().map(|t| (t.spec.clone(), t.implementation.clone())).collect(),
+        webhooks: loaded.webhooks,
         provider: loaded.provider,
         spec: loaded.spec,
     };

@@ -11,6 +11,7 @@
 
 mod callback;
 mod error;
+mod hooks;
 mod metrics;
 mod openapi;
 mod routes;
@@ -18,6 +19,7 @@ mod stream;
 
 pub use callback::{SIGNATURE_HEADER, TIMESTAMP_HEADER, sign};
 pub use error::ApiError;
+pub use hooks::DELIVERY_HEADER;
 
 use rein::{Agent, AgentDefinition, Operator};
 use std::collections::HashMap;
@@ -77,6 +79,7 @@ impl AppState {
     /// Serves `definition` as its agent's current version, registering it
     /// in the store so any process can resume its runs.
     pub async fn serve_agent(&self, definition: AgentDefinition) -> Result<Arc<Served>, ApiError> {
+        hooks::check_unique(self, &definition)?;
         let agent = Arc::new(definition.build(self.operator.client()).map_err(|e| {
             ApiError::new(axum::http::StatusCode::UNPROCESSABLE_ENTITY, "invalid_agent", e.to_string())
         })?);

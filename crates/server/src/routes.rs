@@ -3,7 +3,7 @@
 
 use crate::error::ApiError;
 use crate::openapi::{self, Doc, schema_of};
-use crate::{AppState, callback, stream};
+use crate::{AppState, callback, hooks, stream};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -13,11 +13,6 @@ use rein::{ApprovalDecision, Overrides, ResumeAction, RunFilter, RunId, RunOutco
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
-
-// Declared here rather than in lib.rs while lib.rs is being changed
-// elsewhere; move it to `mod hooks;` there.
-#[path = "hooks.rs"]
-mod hooks;
 
 type ApiResult<T> = Result<T, ApiError>;
 

@@ -1,5 +1,6 @@
 //! The queries behind [`rein_types::ControlStore`]: registered agent
-//! versions, the kill switch, cancel requests and leases, as the SQLite
+//! versions, the kill switch, cancel requests, leases and webhook
+//! deliveries, as the SQLite
 //! journal's `control.rs` keeps them.
 
 use crate::read::{read_failed, unsigned};
@@ -198,4 +199,43 @@ pub(crate) async fn lease(pool: &PgPool, run: RunId) -> Result<Option<Lease>, Jo
         .map(|row| Ok(Lease { owner: row.try_get(0)?, since_ms: unsigned(row.try_get(1)?) }))
         .transpose()
         .map_err(read_failed)
+}
+
+/// Records webhook `hook`'s delivery `delivery_id` as starting `run`, or
+/// finds the run an earlier recording of it started. The insert does
+/// nothing when the delivery is known, and waits for a concurrent
+/// transaction inserting it to end, so exactly one recording succeeds. The
+/// read is a statement of its own: one statement sees the database as it
+/// stood when it began, before a concurrent insert it waited for committed.
+pub(crate) async fn record_delivery(
+    pool: &PgPool,
+    hook: &str,
+    delivery_id: &str,
+    run: RunId,
+    now_ms: u64,
+) -> Result<Option<RunId>, JournalError> {
+    let inserted = query::<Postgres>(
+        "INSERT INTO webhook_deliveries (hook, delivery_id, run_id, at_ms) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (hook, delivery_id) DO NOTHING",
+    )
+    .bind(hook)
+    .bind(delivery_id)
+    .bind(run.to_string())
+    .bind(clamp(now_ms))
+    .execute(pool)
+    .await
+    .map_err(write_failed)?;
+    if inserted.rows_affected() == 1 {
+        return Ok(None);
+    }
+    let row = query::<Postgres>("SELECT run_id FROM webhook_deliveries WHERE hook = $1 AND delivery_id = $2")
+        .bind(hook)
+        .bind(delivery_id)
+        .fetch_one(pool)
+        .await
+        .map_err(read_failed)?;
+    let id: &str = row.try_get(0).map_err(read_failed)?;
+    RunId::parse(id).map(Some).ok_or_else(|| {
+        JournalError::Storage(format!("delivery {delivery_id} of webhook {hook} has an unreadable run id"))
+    })
 }

@@ -233,4 +233,14 @@ impl ControlStore for PgStore {
     async fn verify_chain(&self, run: RunId) -> Result<ChainReport, JournalError> {
         read::verify_chain(&self.pool, run).await
     }
+
+    async fn record_delivery(
+        &self,
+        hook: &str,
+        delivery_id: &str,
+        run: RunId,
+        now_ms: u64,
+    ) -> Result<Option<RunId>, JournalError> {
+        control::record_delivery(&self.pool, hook, delivery_id, run, now_ms).await
+    }
 }

@@ -96,6 +96,19 @@ const MIGRATIONS: &[&str] = &[
         at_ms BIGINT NOT NULL
     );
     "#,
+    // Version 2: webhook deliveries seen, by hook and the sender's delivery
+    // id, with the run each started, so that a retried or replayed delivery
+    // starts nothing and can be answered with the run it started (the
+    // SQLite file's version 3).
+    r#"
+    CREATE TABLE webhook_deliveries (
+        hook TEXT COLLATE "C" NOT NULL,
+        delivery_id TEXT COLLATE "C" NOT NULL,
+        run_id TEXT COLLATE "C" NOT NULL,
+        at_ms BIGINT NOT NULL,
+        PRIMARY KEY (hook, delivery_id)
+    );
+    "#,
 ];
 
 /// The schema version this build writes and understands.

@@ -516,6 +516,40 @@ async fn versions(raw: &PgPool) -> Vec<i64> {
     .unwrap()
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_delivery_is_recorded_once_and_repeats_find_its_run() {
+    let (db, store) = TestDb::with_store().await;
+    let (first, second) = (RunId::new(), RunId::new());
+    assert_eq!(store.record_delivery("github", "d-1", first, 1_000).await.unwrap(), None);
+    assert_eq!(store.record_delivery("github", "d-1", second, 2_000).await.unwrap(), Some(first));
+    // The same id from another hook is another delivery.
+    assert_eq!(store.record_delivery("stripe", "d-1", second, 2_000).await.unwrap(), None);
+    // Another process on the schema sees what this one recorded.
+    let other = db.store().await;
+    assert_eq!(other.record_delivery("github", "d-1", RunId::new(), 3_000).await.unwrap(), Some(first));
+    assert_eq!(other.record_delivery("stripe", "d-1", RunId::new(), 3_000).await.unwrap(), Some(second));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_of_many_concurrent_recordings_of_a_delivery_wins() {
+    let (db, store) = TestDb::with_store().await;
+    let other = db.store().await;
+    let attempts: Vec<_> = (0..16)
+        .map(|i| {
+            let store = if i % 2 == 0 { store.clone() } else { other.clone() };
+            let run = RunId::new();
+            tokio::spawn(async move { (run, store.record_delivery("hook", "same", run, 1_000 + i).await.unwrap()) })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for attempt in attempts {
+        outcomes.push(attempt.await.unwrap());
+    }
+    let winners: Vec<RunId> = outcomes.iter().filter(|(_, found)| found.is_none()).map(|(run, _)| *run).collect();
+    assert_eq!(winners.len(), 1, "{outcomes:?}");
+    assert!(outcomes.iter().all(|(_, found)| found.is_none_or(|run| run == winners[0])), "{outcomes:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn stores_connecting_at_once_migrate_once() {
     let db = TestDb::new().await;

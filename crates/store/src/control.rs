@@ -1,5 +1,6 @@
 //! The queries behind [`rein_types::ControlStore`]: registered agent
-//! versions, the kill switch, cancel requests and leases. Writes are rare
+//! versions, the kill switch, cancel requests, leases and webhook
+//! deliveries. Writes are rare
 //! (a person at the CLI, a run starting) and run on the write connection
 //! between group commits; reads run on the read pool.
 
@@ -199,4 +200,39 @@ pub(crate) fn lease(conn: &Connection, run: RunId) -> Result<Option<Lease>, Jour
                 .optional()
         })
         .map_err(read_failed)
+}
+
+/// Records webhook `hook`'s delivery `delivery_id` as starting `run`, or
+/// finds the run an earlier recording of it started. One transaction, so the
+/// insert and the read agree even with another process recording the same
+/// delivery.
+pub(crate) fn record_delivery(
+    conn: &mut Connection,
+    hook: &str,
+    delivery_id: &str,
+    run: RunId,
+    now_ms: u64,
+) -> Result<Option<RunId>, JournalError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(write_failed)?;
+    let inserted = tx
+        .prepare_cached(
+            "INSERT INTO webhook_deliveries (hook, delivery_id, run_id, at_ms) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (hook, delivery_id) DO NOTHING",
+        )
+        .and_then(|mut s| s.execute(params![hook, delivery_id, run.to_string(), clamp(now_ms)]))
+        .map_err(write_failed)?;
+    let existing = if inserted == 1 {
+        None
+    } else {
+        let id: String = tx
+            .prepare_cached("SELECT run_id FROM webhook_deliveries WHERE hook = ?1 AND delivery_id = ?2")
+            .and_then(|mut s| s.query_row(params![hook, delivery_id], |row| row.get(0)))
+            .map_err(read_failed)?;
+        let earlier = RunId::parse(&id).ok_or_else(|| {
+            JournalError::Storage(format!("delivery {delivery_id} of webhook {hook} has an unreadable run id"))
+        })?;
+        Some(earlier)
+    };
+    tx.commit().map_err(write_failed)?;
+    Ok(existing)
 }

@@ -18,8 +18,8 @@
 //! ([`ControlStore`]): each event's link in its run's hash chain (so edits,
 //! removals and reorderings are detectable, see `chain.rs`), which process
 //! holds each running run (a lease derived from the run's own events, named
-//! by [`ProcessIdentity`]), registered agent definitions, the kill switch
-//! and cancel requests.
+//! by [`ProcessIdentity`]), registered agent definitions, the kill switch,
+//! cancel requests and the webhook deliveries seen.
 
 mod chain;
 mod checkpoint;
@@ -330,6 +330,17 @@ impl ControlStore for SqliteJournal {
 
     async fn verify_chain(&self, run: RunId) -> Result<ChainReport, JournalError> {
         self.read(move |conn| chain::verify(conn, run)).await
+    }
+
+    async fn record_delivery(
+        &self,
+        hook: &str,
+        delivery_id: &str,
+        run: RunId,
+        now_ms: u64,
+    ) -> Result<Option<RunId>, JournalError> {
+        let (hook, delivery_id) = (hook.to_string(), delivery_id.to_string());
+        self.write(move |conn| control::record_delivery(conn, &hook, &delivery_id, run, now_ms)).await
     }
 }
 

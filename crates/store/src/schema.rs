@@ -99,6 +99,18 @@ const MIGRATIONS: &[&str] = &[
         at_ms INTEGER NOT NULL
     ) WITHOUT ROWID;
     "#,
+    // Version 3: webhook deliveries seen, by hook and the sender's delivery
+    // id, with the run each started, so that a retried or replayed delivery
+    // starts nothing and can be answered with the run it started.
+    r#"
+    CREATE TABLE webhook_deliveries (
+        hook TEXT NOT NULL,
+        delivery_id TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        PRIMARY KEY (hook, delivery_id)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The schema version this build writes and understands.

@@ -135,6 +135,19 @@ pub trait ControlStore: Send + Sync {
 
     /// Checks `run`'s hash chain against the stored events.
     async fn verify_chain(&self, run: RunId) -> Result<ChainReport, JournalError>;
+
+    /// Records that webhook `hook`'s delivery `delivery_id` starts `run`,
+    /// unless that delivery was recorded before: `None` when it is new (the
+    /// caller starts `run`), `Some(run it started)` for a repeat (the caller
+    /// starts nothing). Atomic: of two processes recording one delivery at
+    /// once, exactly one gets `None`.
+    async fn record_delivery(
+        &self,
+        hook: &str,
+        delivery_id: &str,
+        run: RunId,
+        now_ms: u64,
+    ) -> Result<Option<RunId>, JournalError>;
 }
 
 /// Everything rein keeps, behind one handle: the journal, the control

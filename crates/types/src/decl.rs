@@ -142,3 +142,28 @@ pub struct ProviderDecl {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tokens_per_minute: Option<u32>,
 }
+
+/// A webhook that starts the agent: `POST /v1/hooks/{name}` with a JSON body
+/// signed with the shared secret. The secret itself is never stored: only
+/// the name of the environment variable that holds it, read when a delivery
+/// arrives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookDecl {
+    /// 1–64 of `A-Z`, `a-z`, `0-9`, `_`, `-`; unique across the agents one
+    /// server serves.
+    pub name: String,
+    /// Environment variable holding the shared secret.
+    pub secret_env: String,
+    /// Input template: `{/json/pointer}` is replaced by the payload's value
+    /// there (a string as it is, any other value as JSON). Absent, the input
+    /// is the whole payload as pretty-printed JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<String>,
+    /// How far the signed timestamp may be from now, in milliseconds.
+    pub tolerance_ms: u64,
+}
+
+impl WebhookDecl {
+    /// Five minutes.
+    pub const DEFAULT_TOLERANCE_MS: u64 = 5 * 60 * 1000;
+}
