@@ -22,6 +22,10 @@ pub struct ServeArgs {
     /// Largest request body, in bytes.
     #[arg(long, default_value_t = 1024 * 1024)]
     max_body_bytes: usize,
+    /// Let async runs call back to loopback and private addresses (for a
+    /// receiver on the same machine or network).
+    #[arg(long)]
+    allow_private_callbacks: bool,
 }
 
 pub async fn run(args: ServeArgs, db: &Path) -> anyhow::Result<u8> {
@@ -31,7 +35,11 @@ pub async fn run(args: ServeArgs, db: &Path) -> anyhow::Result<u8> {
     // The secret that signs callbacks comes from the environment, never
     // from a flag (which `ps` would show).
     let callback_secret = std::env::var("REIN_CALLBACK_SECRET").ok().filter(|s| !s.is_empty()).map(String::into_bytes);
-    let config = ServeConfig { max_body_bytes: args.max_body_bytes, callback_secret };
+    let config = ServeConfig {
+        max_body_bytes: args.max_body_bytes,
+        callback_secret,
+        allow_private_callbacks: args.allow_private_callbacks,
+    };
     let state = AppState::new(operator, config);
     for path in &args.agents {
         let (definition, warnings) = match rein::load_definition(path, &Overrides::default()) {

@@ -54,6 +54,10 @@ pub struct Operator {
     store: Arc<dyn Store>,
     client: reqwest::Client,
     watcher: StopWatcher,
+    /// Runs this process is driving now. They hold leases in this
+    /// process's name, so the lease alone cannot tell them from runs a
+    /// failed drive left behind.
+    driving: std::sync::Mutex<std::collections::HashSet<RunId>>,
 }
 
 impl Operator {
@@ -61,7 +65,7 @@ impl Operator {
     /// for stop requests concerning this process's runs.
     pub fn new(store: Arc<dyn Store>, client: reqwest::Client) -> Self {
         let watcher = StopWatcher::start(store.clone() as Arc<dyn ControlStore>, STOP_POLL);
-        Self { store, client, watcher }
+        Self { store, client, watcher, driving: Default::default() }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -81,10 +85,16 @@ impl Operator {
     /// Options for driving `run`: `cancel`, and the store's stop requests.
     /// Call [`Operator::forget`] when the run returns.
     pub fn options(&self, run: RunId, cancel: Option<CancellationToken>) -> RunOptions {
+        if let Ok(mut driving) = self.driving.lock() {
+            driving.insert(run);
+        }
         RunOptions { run_id: Some(run), cancel, stop: Some(self.watcher.watch(run)) }
     }
 
     pub fn forget(&self, run: RunId) {
+        if let Ok(mut driving) = self.driving.lock() {
+            driving.remove(&run);
+        }
         self.watcher.forget(run);
     }
 
@@ -134,8 +144,15 @@ impl Operator {
     /// holder is a process on this machine that is gone. A holder on
     /// another machine is respected unless `force`.
     pub async fn check_free(&self, run: RunId, force: bool) -> Result<(), OperateError> {
+        // A run a task of this process drives is held, whatever the store
+        // says yet (its first steps may not be committed).
+        let driven = self.driving.lock().map(|driving| driving.contains(&run)).unwrap_or(true);
+        if driven {
+            return Err(OperateError::Held { run, owner: self.store.owner().to_owned() });
+        }
         let Some(lease) = self.store.lease(run).await? else { return Ok(()) };
         if lease.owner == self.store.owner() {
+            // Left behind by a drive of this process that failed.
             return Ok(());
         }
         match owner_liveness(&lease.owner) {

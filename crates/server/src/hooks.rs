@@ -222,9 +222,9 @@ pub(crate) async fn receive(
     let operator = state.operator.clone();
     let agent = served.agent.clone();
     let hook = decl.name.clone();
+    let runtime = state.runtime();
     state
         .spawn(async move {
-            let runtime = operator.runtime();
             if let Err(error) = operator.start(&runtime, &agent, input, run, None).await {
                 tracing::error!(%run, hook, %error, "webhook run failed to run");
             }

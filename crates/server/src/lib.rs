@@ -33,11 +33,15 @@ pub struct ServeConfig {
     pub max_body_bytes: usize,
     /// Secret that signs callbacks; without one, `callback_url` is refused.
     pub callback_secret: Option<Vec<u8>>,
+    /// Allow callbacks to loopback, private and link-local addresses. Off by
+    /// default: a caller must not be able to make the server POST into its
+    /// own network (metadata services, databases on localhost).
+    pub allow_private_callbacks: bool,
 }
 
 impl Default for ServeConfig {
     fn default() -> Self {
-        Self { max_body_bytes: 1024 * 1024, callback_secret: None }
+        Self { max_body_bytes: 1024 * 1024, callback_secret: None, allow_private_callbacks: false }
     }
 }
 

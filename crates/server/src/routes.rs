@@ -156,6 +156,25 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
+/// Takes `run` up with `action` on a task of its own and waits for it: a
+/// client that goes away (a time-out, a closed connection) must not stop a
+/// run halfway through a step.
+async fn detached(state: &AppState, run: RunId, action: ResumeAction) -> Result<RunOutcome, rein::OperateError> {
+    let operator = state.operator.clone();
+    let runtime = state.runtime();
+    let task = tokio::spawn(async move { operator.resume(&runtime, run, action, false, None).await });
+    match task.await {
+        Ok(result) => result,
+        Err(error) => Err(rein::OperateError::Runtime(rein::RuntimeError::InvalidAgent(format!(
+            "the run's task failed: {error}"
+        )))),
+    }
+}
+
+fn task_failed(error: tokio::task::JoinError) -> ApiError {
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("the run's task failed: {error}"))
+}
+
 /// Prometheus exposition text.
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let text = state.metrics.render(state.operator.store()).await;
@@ -293,10 +312,7 @@ async fn disable_agent(
             continue;
         }
         let reason = format!("agent {name} was disabled by {by}");
-        let runtime = state.runtime();
-        if let Ok(outcome) =
-            state.operator.resume(&runtime, summary.run_id, ResumeAction::Cancel { reason }, false, None).await
-        {
+        if let Ok(outcome) = detached(&state, summary.run_id, ResumeAction::Cancel { reason }).await {
             cancelled.push(outcome.run_id.to_string());
         }
     }
@@ -358,6 +374,12 @@ async fn create_run(
         }
         (_, secret) => secret.clone(),
     };
+    if let Some(url) = &request.callback_url
+        && !state.config.allow_private_callbacks
+        && let Some(why) = callback::refuse_private(url).await
+    {
+        return Err(ApiError::bad_request("bad_callback_url", why));
+    }
     let run = RunId::new();
     let operator = state.operator.clone();
     let agent = served.agent.clone();
@@ -365,7 +387,7 @@ async fn create_run(
     let drive = async move { operator.start(&runtime, &agent, request.input, run, None).await };
     match request.mode {
         Mode::Sync => {
-            let outcome = drive.await?;
+            let outcome = tokio::spawn(drive).await.map_err(task_failed)??;
             Ok(Json(outcome_json(&outcome)).into_response())
         }
         Mode::Async => {
@@ -513,9 +535,8 @@ async fn cancel_run(
         ));
     }
     store.request_cancel(run, &by, &reason, rein::now_ms()).await?;
-    let runtime = state.runtime();
     let action = ResumeAction::Cancel { reason: format!("cancelled by {by}: {reason}") };
-    match state.operator.resume(&runtime, run, action, false, None).await {
+    match detached(&state, run, action).await {
         Ok(outcome) => Ok(Json(outcome_json(&outcome)).into_response()),
         Err(rein::OperateError::Held { .. }) => {
             let body = json!({ "run_id": run.to_string(), "status": "cancelling" });
@@ -551,9 +572,8 @@ async fn decide(
     decision: impl FnOnce(String) -> ApprovalDecision,
 ) -> ApiResult<Json<Value>> {
     let waiting = state.operator.find_approval(id).await?;
-    let runtime = state.runtime();
     let action = ResumeAction::Decide(vec![decision(waiting.action.call_id)]);
-    let outcome = state.operator.resume(&runtime, waiting.run_id, action, false, None).await?;
+    let outcome = detached(state, waiting.run_id, action).await?;
     Ok(Json(outcome_json(&outcome)))
 }
 

@@ -24,7 +24,7 @@ pub fn events(
     after: Option<u64>,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let stream = futures::stream::unfold(
-        (state, after.map_or(0, |seq| seq + 1), false),
+        (state, after.map_or(0, |seq| seq.saturating_add(1)), false),
         move |(state, next, done)| async move {
             if done {
                 return None;
@@ -37,8 +37,16 @@ pub fn events(
                         return Some((vec![Ok(event)], (state, next, true)));
                     }
                 };
+                let over = events
+                    .last()
+                    .is_some_and(|e| matches!(e.kind, EventKind::RunFinished { .. } | EventKind::RunSuspended { .. }));
                 let fresh: Vec<_> = events.into_iter().filter(|e| e.seq >= next).collect();
                 if fresh.is_empty() {
+                    // Everything up to the run's end (or suspension) was
+                    // sent already: nothing more will come.
+                    if over {
+                        return None;
+                    }
                     tokio::time::sleep(POLL).await;
                     continue;
                 }

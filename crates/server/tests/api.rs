@@ -86,7 +86,11 @@ async fn fixture(risk: &str) -> Fixture {
     let store: Arc<dyn Store> = Arc::new(SqliteJournal::open(dir.path().join("rein.db")).unwrap());
     let client = rein::providers::default_client().unwrap();
     let operator = Arc::new(Operator::new(store, client));
-    let config = ServeConfig { max_body_bytes: 64 * 1024, callback_secret: Some(SECRET.to_vec()) };
+    let config = ServeConfig {
+        max_body_bytes: 64 * 1024,
+        callback_secret: Some(SECRET.to_vec()),
+        allow_private_callbacks: true,
+    };
     let state = AppState::new(operator, config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

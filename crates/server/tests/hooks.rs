@@ -94,7 +94,7 @@ async fn fixture(secret_env: &str) -> Fixture {
     let store: Arc<dyn Store> = Arc::new(SqliteJournal::open(dir.path().join("rein.db")).unwrap());
     let client = rein::providers::default_client().unwrap();
     let operator = Arc::new(rein::Operator::new(store, client));
-    let state = AppState::new(operator, ServeConfig { max_body_bytes: 64 * 1024, callback_secret: None });
+    let state = AppState::new(operator, ServeConfig { max_body_bytes: 64 * 1024, ..ServeConfig::default() });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, rein_server::router(state)).await.unwrap() });
