@@ -42,6 +42,7 @@ impl From<JournalError> for ApiError {
         match error {
             JournalError::NotFound(_) => Self::not_found(error.to_string()),
             JournalError::Ambiguous(_) => Self::bad_request("ambiguous_id", error.to_string()),
+            JournalError::Conflict(_) => Self::new(StatusCode::CONFLICT, "run_conflict", error.to_string()),
             other => Self::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", other.to_string()),
         }
     }

@@ -184,7 +184,7 @@ async fn write_row(conn: &mut PgConnection, owner: &str, row: &Row) -> Result<()
     } else if head.summarised && !update_run(conn, row, &hashes, head.last_seq).await? {
         // Cannot happen while the row is locked; refuse rather than write
         // events past a head that moved.
-        return Err(JournalError::Storage(format!(
+        return Err(JournalError::Conflict(format!(
             "run {}: its head moved while seq {} was being appended; the batch was not appended",
             row.run_id, row.first_seq
         )));
@@ -199,7 +199,7 @@ async fn write_row(conn: &mut PgConnection, owner: &str, row: &Row) -> Result<()
         .await
         .map_err(|e| match &e {
             sqlx_core::Error::Database(db) if db.code().as_deref() == Some(UNIQUE_VIOLATION) => {
-                JournalError::Storage(format!(
+                JournalError::Conflict(format!(
                     "run {} already has an event at seq {}; the batch was not appended (batches are all or nothing)",
                     row.run_id, row.first_seq
                 ))

@@ -733,7 +733,7 @@ fn write_batch(conn: &WriteConn, batch: &Batch, staged: &Staged) -> Result<Vec<(
 /// second to take the write lock fails here.
 pub fn continues(row: &Row, stored: i64) -> Result<(), JournalError> {
     if stored >= row.first_seq {
-        return Err(JournalError::Storage(format!(
+        return Err(JournalError::Conflict(format!(
             "run {} already has events up to seq {stored}, so seq {} cannot be appended; the batch was not appended (batches are all or nothing)",
             row.run_id, row.first_seq
         )));

@@ -355,8 +355,13 @@ pub async fn duplicate_seq_is_rejected_atomically(journal: &dyn Journal) {
     let before = summary_of(journal, run).await;
     let other_before = summary_of(journal, other).await;
 
+    // Repeating a seq the journal has is another writer's conflict: the
+    // error that tells a process it no longer drives the run.
     let clash_alone = [model_requested(run, 1, 1_100, 9)];
-    assert_storage_error(journal.append(&clash_alone).await, "a batch repeating an existing seq");
+    match journal.append(&clash_alone).await {
+        Err(JournalError::Conflict(_)) => {}
+        other => panic!("a batch repeating an existing seq must fail with JournalError::Conflict, got {other:?}"),
+    }
 
     let clash_at_end = [model_responded(run, 2, 1_101, 1, usage, 0.25), model_requested(run, 1, 1_102, 9)];
     assert_storage_error(journal.append(&clash_at_end).await, "a batch whose last event repeats a seq");
@@ -755,11 +760,13 @@ fn ok<T>(result: Result<T, JournalError>, doing: &str) -> T {
     }
 }
 
+/// A batch that clashes with the journal or with itself fails, as a
+/// conflict or as a malformed batch.
 #[track_caller]
 fn assert_storage_error(result: Result<(), JournalError>, what: &str) {
     match result {
-        Err(JournalError::Storage(_)) => {}
-        other => panic!("{what} must fail with JournalError::Storage, got {other:?}"),
+        Err(JournalError::Storage(_) | JournalError::Conflict(_)) => {}
+        other => panic!("{what} must fail with JournalError::Storage or Conflict, got {other:?}"),
     }
 }
 

@@ -50,7 +50,7 @@ impl MemoryJournal {
 
 /// The error every store gives for a `(run_id, seq)` that is already taken.
 fn duplicate(run: RunId, seq: u64) -> JournalError {
-    JournalError::Storage(format!(
+    JournalError::Conflict(format!(
         "run {run} already has an event at seq {seq}; the batch was not appended (batches are all or nothing)"
     ))
 }

@@ -84,6 +84,11 @@ pub trait Tool: Send + Sync {
 pub enum JournalError {
     #[error("journal storage failed: {0}")]
     Storage(String),
+    /// Another process appended to the run first: the append would not
+    /// continue the run's journal. Nothing was written; the run is being
+    /// driven elsewhere.
+    #[error("{0}")]
+    Conflict(String),
     #[error("journal entry for run {run} is unreadable at seq {seq}: {message}")]
     Corrupt { run: RunId, seq: u64, message: String },
     #[error("no run matches `{0}`")]
