@@ -2,7 +2,6 @@
 //! kill switch.
 
 use crate::EXIT_USAGE;
-use crate::cmd_run::json_result;
 use crate::session::{Display, Session, now_ms, who};
 use clap::{Args, Subcommand};
 use rein::ResumeAction;
@@ -87,7 +86,7 @@ async fn disable(session: &Session, args: SwitchArgs) -> anyhow::Result<u8> {
         }
     }
     if args.json {
-        let runs: Vec<_> = cancelled.iter().map(json_result).collect();
+        let runs: Vec<_> = cancelled.iter().map(rein::outcome_json).collect();
         println!(
             "{}",
             serde_json::json!({ "agent": args.name, "enabled": false, "cancelled": runs, "stopping": stopping })

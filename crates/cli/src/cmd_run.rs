@@ -64,7 +64,7 @@ pub async fn run(args: RunArgs, db: &Path) -> anyhow::Result<u8> {
 /// exit code for it.
 pub fn report(outcome: &RunOutcome, json: bool, streamed: bool) -> u8 {
     if json {
-        println!("{}", json_result(outcome));
+        println!("{}", rein::outcome_json(outcome));
     } else {
         render::outcome(outcome, streamed);
     }
@@ -91,31 +91,6 @@ fn read_input(arg: &str) -> anyhow::Result<String> {
         Some(path) => std::fs::read_to_string(path).with_context(|| format!("could not read the input file {path}")),
         None => Ok(arg.to_owned()),
     }
-}
-
-/// The documented `--json` shape: stable keys, one object.
-pub fn json_result(outcome: &RunOutcome) -> serde_json::Value {
-    serde_json::json!({
-        "run_id": outcome.run_id.to_string(),
-        "agent": outcome.agent,
-        "agent_version": outcome.agent_version.0,
-        "status": outcome.status.as_str(),
-        "output": outcome.output,
-        "reason": outcome.reason,
-        "explanation": outcome.explanation,
-        "limit": outcome.limit.map(|l| l.as_str()),
-        "steps": outcome.steps,
-        "usage": {
-            "input_tokens": outcome.usage.input_tokens,
-            "output_tokens": outcome.usage.output_tokens,
-            "cached_input_tokens": outcome.usage.cached_input_tokens,
-        },
-        "cost_usd": outcome.cost_usd,
-        "duration_ms": outcome.duration_ms,
-        "partial_results": outcome.partial_results,
-        "unbacked_claims": outcome.unbacked_claims,
-        "pending": outcome.pending,
-    })
 }
 
 pub fn exit_code(status: RunStatus) -> u8 {

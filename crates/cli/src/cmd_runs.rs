@@ -1,7 +1,7 @@
 //! `rein runs list | show | resume | cancel | reconcile`: what the journal
 //! says, and acting on runs from any process.
 
-use crate::cmd_run::{exit_code, json_result, report};
+use crate::cmd_run::{exit_code, report};
 use crate::session::open_store;
 use crate::session::{Display, Session, now_ms, who};
 use crate::{EXIT_USAGE, render};
@@ -207,7 +207,7 @@ async fn resume(session: Arc<Session>, args: ResumeArgs) -> anyhow::Result<u8> {
                     println!("{run}  {}  {}", outcome.status, outcome.reason);
                 }
                 worst = worst.max(exit_code(outcome.status));
-                results.push(json_result(&outcome));
+                results.push(rein::outcome_json(&outcome));
             }
             Err(error) => {
                 eprintln!("{run}: could not resume: {error:#}");

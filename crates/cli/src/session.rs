@@ -124,10 +124,9 @@ impl Session {
         force: bool,
         display: Display,
     ) -> anyhow::Result<(RunOutcome, bool)> {
-        self.operator.check_free(run, force).await?;
-        let agent = self.operator.agent_of(run).await?;
+        let agent = self.operator.take_up(run, force).await?;
         let (runtime, progress) = self.runtime(&agent, display);
-        let outcome = self.operator.resume(&runtime, run, action, force, Some(self.cancel.clone())).await?;
+        let outcome = self.operator.resume_with(&runtime, &agent, run, action, Some(self.cancel.clone())).await?;
         Ok((outcome.clone(), streamed(&outcome, progress.as_deref())))
     }
 }

@@ -47,7 +47,7 @@ mod load;
 mod operate;
 
 pub use load::{AgentDefinition, LoadError, LoadedAgent, Overrides, load_agent, load_definition, load_definition_str};
-pub use operate::{OperateError, Operator, WaitingApproval, now_ms, step_and_index, step_and_index_of};
+pub use operate::{OperateError, Operator, WaitingApproval, now_ms, outcome_json, step_and_index, step_and_index_of};
 pub use rein_core::fold::outcome_of;
 pub use rein_core::{
     AgentPlan, AuditEntry, CallRecord, ResumeAction, ResumeError, RunRecord, StepRecord, audit_entries, pending_actions,

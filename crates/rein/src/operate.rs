@@ -174,8 +174,28 @@ impl Operator {
         force: bool,
         cancel: Option<CancellationToken>,
     ) -> Result<RunOutcome, OperateError> {
+        let agent = self.take_up(run, force).await?;
+        self.resume_with(runtime, &agent, run, action, cancel).await
+    }
+
+    /// The first half of [`Operator::resume`]: checks that `run` may be
+    /// taken up here and rebuilds its agent, for callers that need the agent
+    /// to set up their runtime (the CLI's progress display) before driving.
+    pub async fn take_up(&self, run: RunId, force: bool) -> Result<Agent, OperateError> {
         self.check_free(run, force).await?;
-        let agent = self.agent_of(run).await?;
+        self.agent_of(run).await
+    }
+
+    /// The second half of [`Operator::resume`]: drives `run` with `agent`
+    /// (from [`Operator::take_up`]).
+    pub async fn resume_with(
+        &self,
+        runtime: &Runtime,
+        agent: &Agent,
+        run: RunId,
+        action: ResumeAction,
+        cancel: Option<CancellationToken>,
+    ) -> Result<RunOutcome, OperateError> {
         let action = match action {
             cancel @ ResumeAction::Cancel { .. } => cancel,
             action => match self.store.stop_requests(&[run]).await?.into_iter().next() {
@@ -186,7 +206,7 @@ impl Operator {
                 None => action,
             },
         };
-        let result = runtime.resume(&agent, run, action, self.options(run, cancel)).await;
+        let result = runtime.resume(agent, run, action, self.options(run, cancel)).await;
         self.forget(run);
         Ok(result?)
     }
@@ -271,6 +291,32 @@ pub fn step_and_index_of(key: &str) -> Option<(u32, u32)> {
     let index = parts.next()?.parse().ok()?;
     let step = parts.next()?.parse().ok()?;
     Some((step, index))
+}
+
+/// A run's result as one JSON object with stable keys: what `rein run
+/// --json` prints and what the HTTP API answers.
+pub fn outcome_json(outcome: &RunOutcome) -> serde_json::Value {
+    serde_json::json!({
+        "run_id": outcome.run_id.to_string(),
+        "agent": outcome.agent,
+        "agent_version": outcome.agent_version.0,
+        "status": outcome.status.as_str(),
+        "output": outcome.output,
+        "reason": outcome.reason,
+        "explanation": outcome.explanation,
+        "limit": outcome.limit.map(|l| l.as_str()),
+        "steps": outcome.steps,
+        "usage": {
+            "input_tokens": outcome.usage.input_tokens,
+            "output_tokens": outcome.usage.output_tokens,
+            "cached_input_tokens": outcome.usage.cached_input_tokens,
+        },
+        "cost_usd": outcome.cost_usd,
+        "duration_ms": outcome.duration_ms,
+        "partial_results": outcome.partial_results,
+        "unbacked_claims": outcome.unbacked_claims,
+        "pending": outcome.pending,
+    })
 }
 
 /// Unix time in milliseconds.

@@ -9,7 +9,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
 use axum::{Json, Router};
-use rein::{ApprovalDecision, Overrides, ResumeAction, RunFilter, RunId, RunOutcome, RunStatus, RunSummary};
+use rein::{
+    ApprovalDecision, Overrides, ResumeAction, RunFilter, RunId, RunOutcome, RunStatus, RunSummary, outcome_json,
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -212,27 +214,6 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned + Default> axum::extract::Fr
             .map(OptionalBody)
             .map_err(|error| ApiError::bad_request("bad_request", format!("the body is not valid JSON here: {error}")))
     }
-}
-
-/// The documented result shape, the same as `rein run --json`.
-pub fn outcome_json(outcome: &RunOutcome) -> Value {
-    json!({
-        "run_id": outcome.run_id.to_string(),
-        "agent": outcome.agent,
-        "agent_version": outcome.agent_version.0,
-        "status": outcome.status.as_str(),
-        "output": outcome.output,
-        "reason": outcome.reason,
-        "explanation": outcome.explanation,
-        "limit": outcome.limit.map(|l| l.as_str()),
-        "steps": outcome.steps,
-        "usage": outcome.usage,
-        "cost_usd": outcome.cost_usd,
-        "duration_ms": outcome.duration_ms,
-        "partial_results": outcome.partial_results,
-        "unbacked_claims": outcome.unbacked_claims,
-        "pending": outcome.pending,
-    })
 }
 
 // ----- agents ---------------------------------------------------------------
