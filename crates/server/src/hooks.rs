@@ -231,13 +231,7 @@ pub(crate) async fn receive(
         })
         .await;
     tracing::info!(%run, hook = decl.name, delivery, agent = %served.agent.name(), "webhook started a run");
-    let body = json!({
-        "run_id": run.to_string(),
-        "status": "running",
-        "url": format!("/v1/runs/{run}"),
-        "events_url": format!("/v1/runs/{run}/events"),
-    });
-    Ok((StatusCode::ACCEPTED, [("location", format!("/v1/runs/{run}"))], Json(body)).into_response())
+    Ok(crate::routes::accepted(run))
 }
 
 #[cfg(test)]

@@ -387,13 +387,7 @@ async fn create_run(
                     }
                 })
                 .await;
-            let body = json!({
-                "run_id": run.to_string(),
-                "status": "running",
-                "url": format!("/v1/runs/{run}"),
-                "events_url": format!("/v1/runs/{run}/events"),
-            });
-            Ok((StatusCode::ACCEPTED, [("location", format!("/v1/runs/{run}"))], Json(body)).into_response())
+            Ok(accepted(run))
         }
         Mode::Stream => {
             state
@@ -406,6 +400,17 @@ async fn create_run(
             Ok(stream::events(state.clone(), run, None).into_response())
         }
     }
+}
+
+/// 202 for a run started in the background: where to follow it.
+pub(crate) fn accepted(run: RunId) -> Response {
+    let body = json!({
+        "run_id": run.to_string(),
+        "status": "running",
+        "url": format!("/v1/runs/{run}"),
+        "events_url": format!("/v1/runs/{run}/events"),
+    });
+    (StatusCode::ACCEPTED, [("location", format!("/v1/runs/{run}"))], Json(body)).into_response()
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
