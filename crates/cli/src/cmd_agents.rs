@@ -1,5 +1,5 @@
-//! `rein agents list | disable | enable`: the registered agents and the
-//! kill switch.
+//! `rein agents list | versions | activate | rollback | disable | enable`:
+//! the registered agents, which version is deployed, and the kill switch.
 
 use crate::EXIT_USAGE;
 use crate::session::{Display, Session, now_ms, who};
@@ -20,6 +20,23 @@ pub enum AgentsCommand {
     Disable(SwitchArgs),
     /// Let the agent run again.
     Enable(SwitchArgs),
+    /// The agent's registered versions, the deployed one, and its deploys.
+    Versions {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deploy a registered version (a unique prefix will do): `rein serve`
+    /// serves it from then on.
+    Activate {
+        name: String,
+        version: String,
+        /// Who is deploying (default: the login name).
+        #[arg(long = "as")]
+        by: Option<String>,
+    },
+    /// Deploy the version that was deployed before the current one.
+    Rollback(SwitchArgs),
 }
 
 #[derive(Args)]
@@ -43,11 +60,24 @@ pub async fn run(command: AgentsCommand, db: &Path) -> anyhow::Result<u8> {
             } else if agents.is_empty() {
                 println!("no agents registered yet (`rein run` registers each version it runs)");
             } else {
-                println!("{:<24}  {:<8}  {:>8}  LATEST VERSION", "AGENT", "STATE", "VERSIONS");
+                println!(
+                    "{:<24}  {:<16}  {:<8}  {:>8}  {:<12}  LATEST VERSION",
+                    "AGENT", "TENANT", "STATE", "VERSIONS", "DEPLOYED"
+                );
                 for agent in agents {
                     let state = if agent.enabled { "enabled" } else { "DISABLED" };
-                    let latest: String = agent.latest_version.unwrap_or_default().chars().take(12).collect();
-                    println!("{:<24}  {:<8}  {:>8}  {latest}", agent.name, state, agent.versions);
+                    let short =
+                        |version: Option<String>| -> String { version.unwrap_or_default().chars().take(12).collect() };
+                    let deployed = agent.active_version.clone().map_or_else(|| "-".to_owned(), |v| short(Some(v)));
+                    println!(
+                        "{:<24}  {:<16}  {:<8}  {:>8}  {:<12}  {}",
+                        agent.name,
+                        agent.tenant.as_str(),
+                        state,
+                        agent.versions,
+                        deployed,
+                        short(agent.latest_version)
+                    );
                 }
             }
             Ok(0)
@@ -58,7 +88,76 @@ pub async fn run(command: AgentsCommand, db: &Path) -> anyhow::Result<u8> {
             Ok(0)
         }
         AgentsCommand::Disable(args) => disable(&session, args).await,
+        AgentsCommand::Versions { name, json } => versions(&session, &name, json).await,
+        AgentsCommand::Activate { name, version, by } => {
+            let wanted = version.trim().to_ascii_lowercase();
+            let registered = session.store.agent_versions(&name).await?;
+            let matching: Vec<_> = registered.iter().filter(|v| v.version.starts_with(&wanted)).collect();
+            let [found] = matching.as_slice() else {
+                eprintln!(
+                    "error: agent {name} has {} version(s) starting with `{wanted}`; give a unique prefix \
+                     (`rein agents versions {name}`)",
+                    matching.len()
+                );
+                return Ok(EXIT_USAGE);
+            };
+            let version = rein::AgentVersion(found.version.clone());
+            session.operator().activate(&name, &version, &who(by.as_deref())).await?;
+            eprintln!("agent {name}: version {} deployed", version.short());
+            Ok(0)
+        }
+        AgentsCommand::Rollback(args) => match session.operator().roll_back(&args.name, &who(args.by.as_deref())).await
+        {
+            Ok(version) => {
+                if args.json {
+                    println!("{}", serde_json::json!({ "agent": args.name, "active_version": version.0 }));
+                } else {
+                    eprintln!("agent {}: rolled back to version {}", args.name, version.short());
+                }
+                Ok(0)
+            }
+            Err(rein::OperateError::NothingToRollBack(name)) => {
+                eprintln!("error: agent {name} has no earlier deployed version to roll back to");
+                Ok(EXIT_USAGE)
+            }
+            Err(error) => Err(error.into()),
+        },
     }
+}
+
+async fn versions(session: &Session, name: &str, json: bool) -> anyhow::Result<u8> {
+    let record = session.store.agent(name).await?;
+    let Some(record) = record else {
+        eprintln!("error: no agent named {name} in this journal");
+        return Ok(EXIT_USAGE);
+    };
+    let versions = session.store.agent_versions(name).await?;
+    let deploys = session.store.activations(name).await?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "name": name,
+                "tenant": record.tenant,
+                "active_version": record.active_version,
+                "versions": versions,
+                "deploys": deploys,
+            }))?
+        );
+        return Ok(0);
+    }
+    println!("{:<2} {:<64}  REGISTERED (ms)", "", "VERSION");
+    for version in versions {
+        let mark = if record.active_version.as_deref() == Some(version.version.as_str()) { "*" } else { "" };
+        println!("{mark:<2} {:<64}  {}", version.version, version.registered_at_ms);
+    }
+    if !deploys.is_empty() {
+        println!("\ndeploys, oldest first:");
+        for deploy in deploys {
+            println!("  {}  by {} at {}", &deploy.version[..deploy.version.len().min(12)], deploy.by, deploy.at_ms);
+        }
+    }
+    Ok(0)
 }
 
 async fn disable(session: &Session, args: SwitchArgs) -> anyhow::Result<u8> {

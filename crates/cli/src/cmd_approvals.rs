@@ -105,7 +105,7 @@ pub async fn run(command: ApprovalsCommand, db: &Path) -> anyhow::Result<u8> {
 }
 
 async fn list(session: &Session, args: ListArgs) -> anyhow::Result<u8> {
-    let waiting = session.operator().waiting_approvals().await?;
+    let waiting = session.operator().waiting_approvals(None).await?;
     if args.json {
         let items: Vec<_> = waiting.iter().map(|w| item(w.run_id, &w.agent, &w.action)).collect();
         println!("{}", serde_json::to_string_pretty(&items)?);

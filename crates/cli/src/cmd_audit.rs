@@ -94,7 +94,7 @@ async fn log(journal: &dyn Store, args: LogArgs) -> anyhow::Result<u8> {
             Err(code) => return Ok(code),
         },
         None => {
-            let filter = RunFilter { agent: args.agent.clone(), status: None, limit: Some(args.limit) };
+            let filter = RunFilter { agent: args.agent.clone(), limit: Some(args.limit), ..RunFilter::default() };
             journal.runs(&filter).await?.into_iter().map(|r| r.run_id).collect()
         }
     };

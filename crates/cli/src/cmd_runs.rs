@@ -368,7 +368,7 @@ async fn list(journal: &dyn Store, args: ListArgs) -> anyhow::Result<u8> {
             return Ok(EXIT_USAGE);
         }
     };
-    let filter = RunFilter { agent: args.agent, status, limit: Some(args.limit) };
+    let filter = RunFilter { agent: args.agent, status, limit: Some(args.limit), ..RunFilter::default() };
     let runs = journal.runs(&filter).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&runs)?);

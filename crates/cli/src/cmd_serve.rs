@@ -5,7 +5,8 @@ use crate::session::open_store;
 use anyhow::Context;
 use clap::Args;
 use rein::{Operator, Overrides};
-use rein_server::{AppState, ServeConfig};
+use rein::{TenantId, TenantLimits};
+use rein_server::{AppState, AuthMode, ServeConfig};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,10 +16,26 @@ pub struct ServeArgs {
     /// Agent files to serve from the start (more can be registered with
     /// `POST /v1/agents`).
     agents: Vec<PathBuf>,
-    /// Where to listen. The API has no authentication yet: keep it on a
-    /// private interface.
+    /// Where to listen.
     #[arg(long, default_value = "127.0.0.1:8080", env = "REIN_LISTEN")]
     listen: SocketAddr,
+    /// Serve without API keys: every request acts as the default tenant
+    /// with every scope. Refused unless listening on loopback.
+    #[arg(long)]
+    no_auth: bool,
+    /// The tenant that owns the agent files given here.
+    #[arg(long, default_value = TenantId::DEFAULT)]
+    tenant: String,
+    /// Default API requests per second per tenant (0: no limit).
+    #[arg(long, default_value_t = 50)]
+    tenant_requests_per_second: u32,
+    /// Default requests a tenant may send at once above its rate.
+    #[arg(long, default_value_t = 100)]
+    tenant_burst: u32,
+    /// Default cap on a tenant's runs running at once, across every process
+    /// sharing the store (0: no cap).
+    #[arg(long, default_value_t = 64)]
+    tenant_max_concurrent_runs: u32,
     /// Largest request body, in bytes.
     #[arg(long, default_value_t = 1024 * 1024)]
     max_body_bytes: usize,
@@ -35,11 +52,31 @@ pub async fn run(args: ServeArgs, db: &Path) -> anyhow::Result<u8> {
     // The secret that signs callbacks comes from the environment, never
     // from a flag (which `ps` would show).
     let callback_secret = std::env::var("REIN_CALLBACK_SECRET").ok().filter(|s| !s.is_empty()).map(String::into_bytes);
+    if args.no_auth && !args.listen.ip().is_loopback() {
+        eprintln!("error: --no-auth serves without API keys; it is refused on {}, which is not loopback", args.listen);
+        return Ok(crate::EXIT_USAGE);
+    }
+    let tenant = match TenantId::parse(&args.tenant) {
+        Ok(tenant) => tenant,
+        Err(error) => {
+            eprintln!("error: --tenant: {error}");
+            return Ok(crate::EXIT_USAGE);
+        }
+    };
     let config = ServeConfig {
         max_body_bytes: args.max_body_bytes,
         callback_secret,
         allow_private_callbacks: args.allow_private_callbacks,
+        auth: if args.no_auth { AuthMode::Open } else { AuthMode::Keys },
+        tenant_defaults: TenantLimits {
+            requests_per_second: Some(args.tenant_requests_per_second),
+            burst: Some(args.tenant_burst),
+            max_concurrent_runs: Some(args.tenant_max_concurrent_runs),
+        },
     };
+    if !args.no_auth && operator.store().api_keys(None).await?.iter().all(|key| key.revoked_at_ms.is_some()) {
+        eprintln!("rein serve: no API keys yet; make one with `rein keys create --tenant {tenant} --scope admin`");
+    }
     let state = AppState::new(operator, config);
     for path in &args.agents {
         let (definition, warnings) = match rein::load_definition(path, &Overrides::default()) {
@@ -53,7 +90,11 @@ pub async fn run(args: ServeArgs, db: &Path) -> anyhow::Result<u8> {
             eprintln!("{warning}");
         }
         let name = definition.spec.name.clone();
-        state.serve_agent(definition).await.map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message))?;
+        let by = format!("rein serve {}", path.display());
+        state
+            .serve_agent(&tenant, definition, &by, true)
+            .await
+            .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message))?;
         eprintln!("serving agent {name} from {}", path.display());
     }
     let listener = tokio::net::TcpListener::bind(args.listen)

@@ -6,6 +6,7 @@
 //! reconciliation); 2 usage or configuration error.
 
 mod approve;
+mod cmd_access;
 mod cmd_agents;
 mod cmd_approvals;
 mod cmd_audit;
@@ -54,6 +55,16 @@ enum Command {
         #[command(subcommand)]
         command: cmd_agents::AgentsCommand,
     },
+    /// API keys for `rein serve`: each acts for one tenant with scopes.
+    Keys {
+        #[command(subcommand)]
+        command: cmd_access::KeysCommand,
+    },
+    /// Tenants' own limits: request rate and runs running at once.
+    Tenants {
+        #[command(subcommand)]
+        command: cmd_access::TenantsCommand,
+    },
     /// Verify the journal's hash chains; list every tool call.
     Audit {
         #[command(subcommand)]
@@ -97,6 +108,8 @@ fn main() -> ExitCode {
             Command::Approvals { command } => cmd_approvals::run(command, &db).await,
             Command::Agents { command } => cmd_agents::run(command, &db).await,
             Command::Audit { command } => cmd_audit::run(command, &db).await,
+            Command::Keys { command } => cmd_access::keys(command, &db).await,
+            Command::Tenants { command } => cmd_access::tenants(command, &db).await,
             Command::Serve(args) => cmd_serve::run(args, &db).await,
             Command::Validate(args) => cmd_validate::run(args),
         }

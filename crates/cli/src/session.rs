@@ -105,7 +105,10 @@ impl Session {
     /// Registers the definition under its name and version, so that any
     /// process can rebuild this exact agent to resume its runs.
     pub async fn register(&self, definition: &AgentDefinition) -> anyhow::Result<()> {
-        self.operator.register(definition).await.context("could not register the agent version")
+        self.operator
+            .register(&rein::TenantId::default(), definition)
+            .await
+            .context("could not register the agent version")
     }
 
     /// Starts a run and drives it to its end or its first suspension.

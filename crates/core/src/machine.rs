@@ -12,8 +12,8 @@ use crate::explain;
 use crate::policy::{self, BudgetCheck};
 use rein_types::{
     Event, EventKind, FinishReason, IdempotencyKey, JOURNAL_FORMAT_VERSION, LimitKind, Message, ModelError, ModelPrice,
-    ModelRequest, ModelResponse, PartialResult, Phase, RejectReason, RiskTier, RunId, RunOutcome, RunStatus, ToolCall,
-    ToolCallId, ToolOutcome, Usage,
+    ModelRequest, ModelResponse, PartialResult, Phase, RejectReason, RiskTier, RunId, RunOutcome, RunStatus, TenantId,
+    ToolCall, ToolCallId, ToolOutcome, Usage,
 };
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
@@ -267,7 +267,13 @@ pub struct RunMachine {
 
 impl RunMachine {
     /// Starts a run: journals `run_started` and asks for the first model call.
-    pub fn start(plan: Arc<AgentPlan>, run_id: RunId, input: String, now_ms: u64) -> (Self, Transition) {
+    pub fn start(
+        plan: Arc<AgentPlan>,
+        run_id: RunId,
+        tenant: TenantId,
+        input: String,
+        now_ms: u64,
+    ) -> (Self, Transition) {
         let mut machine = Self::empty(plan, run_id);
         let mut events = Vec::with_capacity(2);
         let started = EventKind::RunStarted {
@@ -277,6 +283,7 @@ impl RunMachine {
             input,
             limits: machine.plan.spec.limits.clone(),
             format: JOURNAL_FORMAT_VERSION,
+            tenant,
         };
         machine.emit(&mut events, now_ms, started);
         let effect = machine.next_model_call(&mut events, now_ms);

@@ -3,8 +3,8 @@
 
 use rein_core::{AgentPlan, Effect, RunMachine, ToolResult};
 use rein_types::{
-    AgentSpec, FinishReason, Limits, ModelRef, ModelResponse, ModelSettings, RiskTier, RunId, StopConditions, ToolCall,
-    ToolCallId, ToolName, ToolOutcome, ToolSpec, Usage,
+    AgentSpec, FinishReason, Limits, ModelRef, ModelResponse, ModelSettings, RiskTier, RunId, StopConditions, TenantId,
+    ToolCall, ToolCallId, ToolName, ToolOutcome, ToolSpec, Usage,
 };
 use serde_json::json;
 use std::sync::Arc;
@@ -58,7 +58,7 @@ fn calls(list: &[(&str, &str, &str)]) -> ModelResponse {
 fn replaying_the_journal_rebuilds_the_state_at_every_point() {
     let plan = plan();
     let run = RunId::new();
-    let (mut live, first) = RunMachine::start(plan.clone(), run, "go".into(), 1_000);
+    let (mut live, first) = RunMachine::start(plan.clone(), run, TenantId::default(), "go".into(), 1_000);
     let mut journal = first.events;
     let check = |live: &RunMachine, journal: &[rein_types::Event]| {
         let replayed = RunMachine::replay(plan.clone(), run, journal);

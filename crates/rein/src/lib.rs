@@ -43,6 +43,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod keys;
 mod load;
 mod operate;
 

@@ -7,8 +7,8 @@ use crate::load::{AgentDefinition, LoadError};
 use rein_runtime::{Agent, CancellationToken, ResumeAction, RunOptions, Runtime, RuntimeError, StopWatcher};
 use rein_store::{Liveness, owner_liveness};
 use rein_types::{
-    ControlStore, EventKind, Journal, JournalError, PendingAction, PendingKind, RunFilter, RunId, RunOutcome,
-    RunStatus, Store,
+    AgentVersion, ControlStore, EventKind, Journal, JournalError, PendingAction, PendingKind, RunFilter, RunId,
+    RunOutcome, RunStatus, Store, TenantId, rollback_target,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +43,8 @@ pub enum OperateError {
     AmbiguousApproval { run: RunId, ids: String },
     #[error("`{0}` is not an approval id (RUN:STEP:INDEX)")]
     BadApprovalId(String),
+    #[error("agent `{0}` has no earlier deployed version to roll back to")]
+    NothingToRollBack(String),
     #[error(transparent)]
     Load(#[from] LoadError),
     #[error(transparent)]
@@ -88,7 +90,7 @@ impl Operator {
         if let Ok(mut driving) = self.driving.lock() {
             driving.insert(run);
         }
-        RunOptions { run_id: Some(run), cancel, stop: Some(self.watcher.watch(run)) }
+        RunOptions { run_id: Some(run), cancel, stop: Some(self.watcher.watch(run)), tenant: None }
     }
 
     pub fn forget(&self, run: RunId) {
@@ -100,10 +102,28 @@ impl Operator {
 
     /// Registers the definition under its name and version, so that any
     /// process can rebuild this exact agent to resume its runs.
-    pub async fn register(&self, definition: &AgentDefinition) -> Result<(), OperateError> {
+    /// The first tenant to register a name owns it; another tenant's
+    /// registration is refused.
+    pub async fn register(&self, tenant: &TenantId, definition: &AgentDefinition) -> Result<(), OperateError> {
         let version = definition.spec.version();
-        self.store.register_agent(&definition.spec.name, &version, &definition.to_json(), now_ms()).await?;
+        self.store.register_agent(tenant, &definition.spec.name, &version, &definition.to_json(), now_ms()).await?;
         Ok(())
+    }
+
+    /// Deploys `version` of agent `name` (registered before), recording who
+    /// did it for roll-backs.
+    pub async fn activate(&self, name: &str, version: &AgentVersion, by: &str) -> Result<(), OperateError> {
+        self.store.activate_agent(name, version, by, now_ms()).await?;
+        Ok(())
+    }
+
+    /// Deploys the version that was active before the current one.
+    pub async fn roll_back(&self, name: &str, by: &str) -> Result<AgentVersion, OperateError> {
+        let history = self.store.activations(name).await?;
+        let target = rollback_target(&history).ok_or_else(|| OperateError::NothingToRollBack(name.to_owned()))?;
+        let version = AgentVersion(target.to_owned());
+        self.activate(name, &version, by).await?;
+        Ok(version)
     }
 
     /// Starts a run of `agent` on `input` as `run`, unless the agent is
@@ -116,10 +136,24 @@ impl Operator {
         run: RunId,
         cancel: Option<CancellationToken>,
     ) -> Result<RunOutcome, OperateError> {
+        self.start_for(&TenantId::default(), runtime, agent, input, run, cancel).await
+    }
+
+    /// [`Operator::start`] for `tenant`: the run is journaled as theirs.
+    pub async fn start_for(
+        &self,
+        tenant: &TenantId,
+        runtime: &Runtime,
+        agent: &Agent,
+        input: String,
+        run: RunId,
+        cancel: Option<CancellationToken>,
+    ) -> Result<RunOutcome, OperateError> {
         if !self.store.agent_enabled(agent.name()).await? {
             return Err(OperateError::Disabled(agent.name().to_owned()));
         }
-        let result = runtime.run_with(agent, input, self.options(run, cancel)).await;
+        let options = RunOptions { tenant: Some(tenant.clone()), ..self.options(run, cancel) };
+        let result = runtime.run_with(agent, input, options).await;
         self.forget(run);
         Ok(result?)
     }
@@ -225,10 +259,12 @@ impl Operator {
     /// Approval requests waiting for a decision, oldest run first: those of
     /// suspended runs, and those a live process is asking about on a
     /// terminal.
-    pub async fn waiting_approvals(&self) -> Result<Vec<WaitingApproval>, OperateError> {
+    /// Only `tenant`'s, when given.
+    pub async fn waiting_approvals(&self, tenant: Option<&TenantId>) -> Result<Vec<WaitingApproval>, OperateError> {
         let mut runs = Vec::new();
         for status in [RunStatus::WaitingApproval, RunStatus::Running] {
-            runs.extend(self.store.runs(&RunFilter { status: Some(status), ..RunFilter::default() }).await?);
+            let filter = RunFilter { status: Some(status), tenant: tenant.cloned(), ..RunFilter::default() };
+            runs.extend(self.store.runs(&filter).await?);
         }
         runs.sort_by_key(|r| r.started_at_ms);
         let mut out = Vec::new();

@@ -18,8 +18,8 @@ use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use rein_core::{Effect, ResumeAction, ResumeError, RunMachine, ToolInvocation, ToolResult, Transition};
 use rein_types::{
-    Clock, EventKind, Journal, JournalError, RiskTier, RunId, RunOutcome, StreamDelta, SystemClock, ToolContext,
-    ToolOutcome,
+    Clock, EventKind, Journal, JournalError, RiskTier, RunId, RunOutcome, StreamDelta, SystemClock, TenantId,
+    ToolContext, ToolOutcome,
 };
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -52,6 +52,9 @@ pub struct RunOptions {
     /// switch): tool calls in flight finish and are journaled first; a
     /// model call or a wait for approval is abandoned.
     pub stop: Option<StopSignal>,
+    /// Whose run this is (journaled in `run_started`); the default tenant
+    /// when `None`. Ignored on resume: a run keeps its tenant.
+    pub tenant: Option<TenantId>,
 }
 
 /// What can stop a run from outside: cancellation (at once) and the kill
@@ -137,7 +140,9 @@ impl Runtime {
         options: RunOptions,
     ) -> Result<RunOutcome, RuntimeError> {
         let run_id = options.run_id.unwrap_or_default();
-        let (machine, transition) = RunMachine::start(agent.plan.clone(), run_id, input.into(), self.clock.now_ms());
+        let tenant = options.tenant.clone().unwrap_or_default();
+        let (machine, transition) =
+            RunMachine::start(agent.plan.clone(), run_id, tenant, input.into(), self.clock.now_ms());
         self.drive(agent, machine, transition, options).await
     }
 

@@ -11,11 +11,17 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Seconds to send as `Retry-After` (429s).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        Self { status, code, message: message.into(), retry_after: None }
+    }
+
+    pub fn with_retry_after(self, seconds: u64) -> Self {
+        Self { retry_after: Some(seconds), ..self }
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -33,7 +39,11 @@ impl IntoResponse for ApiError {
             tracing::error!(code = self.code, message = %self.message, "request failed");
         }
         let body = serde_json::json!({ "error": { "code": self.code, "message": self.message } });
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 
@@ -58,6 +68,7 @@ impl From<OperateError> for ApiError {
                 Self::new(StatusCode::CONFLICT, "run_held", message)
             }
             OperateError::NoSuchApproval(_) => Self::not_found(message),
+            OperateError::NothingToRollBack(_) => Self::new(StatusCode::CONFLICT, "nothing_to_roll_back", message),
             OperateError::AmbiguousApproval { .. } => Self::bad_request("ambiguous_id", message),
             OperateError::BadApprovalId(_) => Self::bad_request("bad_id", message),
             OperateError::NotStarted(_) | OperateError::NotRegistered { .. } | OperateError::Load(_) => {

@@ -19,7 +19,7 @@ use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use hmac::{Hmac, KeyInit, Mac};
-use rein::{RunId, WebhookDecl};
+use rein::{RunId, TenantId, WebhookDecl};
 use serde_json::{Value, json};
 use sha2::Sha256;
 use std::sync::Arc;
@@ -33,29 +33,27 @@ const MAX_DELIVERY_ID: usize = 200;
 /// The webhook a delivery is for, and the agent it starts.
 struct Hook {
     served: Arc<Served>,
+    tenant: TenantId,
     decl: WebhookDecl,
 }
 
-/// The served agent declaring webhook `name`. Names are unique across the
-/// agents a server serves; should two declare one, neither is started.
-fn find(state: &AppState, name: &str) -> Result<Hook, ApiError> {
+/// The deployed agent declaring webhook `name`. Names are unique across
+/// deployed agents; should two declare one, neither is started.
+async fn find(state: &AppState, name: &str) -> Result<Hook, ApiError> {
     let holders: Vec<Hook> = state
-        .agents
-        .read()
-        .map(|agents| {
-            agents
-                .values()
-                .flat_map(|served| {
-                    served
-                        .definition
-                        .webhooks
-                        .iter()
-                        .filter(|hook| hook.name == name)
-                        .map(|decl| Hook { served: served.clone(), decl: decl.clone() })
-                })
-                .collect()
+        .deployed()
+        .await?
+        .into_iter()
+        .flat_map(|(record, served)| {
+            served
+                .definition
+                .webhooks
+                .iter()
+                .filter(|hook| hook.name == name)
+                .map(|decl| Hook { served: served.clone(), tenant: record.tenant.clone(), decl: decl.clone() })
+                .collect::<Vec<_>>()
         })
-        .unwrap_or_default();
+        .collect();
     let mut holders = holders.into_iter();
     match (holders.next(), holders.next()) {
         (Some(hook), None) => Ok(hook),
@@ -64,7 +62,7 @@ fn find(state: &AppState, name: &str) -> Result<Hook, ApiError> {
             StatusCode::CONFLICT,
             "hook_conflict",
             format!(
-                "agents `{}` and `{}` both declare webhook `{name}`; serve only one of them",
+                "agents `{}` and `{}` both declare webhook `{name}`; deploy only one of them",
                 first.served.agent.name(),
                 second.served.agent.name()
             ),
@@ -72,18 +70,24 @@ fn find(state: &AppState, name: &str) -> Result<Hook, ApiError> {
     }
 }
 
-/// Refuses (409 `hook_conflict`) to serve `definition` when another served
-/// agent already declares one of its webhooks; a new version of the same
-/// agent replaces the old one, so its own webhooks do not count.
-pub(crate) fn check_unique(state: &AppState, definition: &rein::AgentDefinition) -> Result<(), ApiError> {
-    let Ok(agents) = state.agents.read() else { return Ok(()) };
+/// Refuses (409 `hook_conflict`) to deploy `definition` when another
+/// deployed agent already declares one of its webhooks; a new version of
+/// the same agent replaces the old one, so its own webhooks do not count.
+pub(crate) async fn check_unique(state: &AppState, definition: &rein::AgentDefinition) -> Result<(), ApiError> {
+    if definition.webhooks.is_empty() {
+        return Ok(());
+    }
+    let deployed = state.deployed().await?;
     for hook in &definition.webhooks {
-        for (agent, served) in agents.iter() {
-            if *agent != definition.spec.name && served.definition.webhooks.iter().any(|h| h.name == hook.name) {
+        for (record, served) in &deployed {
+            if record.name != definition.spec.name && served.definition.webhooks.iter().any(|h| h.name == hook.name) {
                 return Err(ApiError::new(
                     StatusCode::CONFLICT,
                     "hook_conflict",
-                    format!("agent `{agent}` already declares webhook `{}`; webhook names are unique", hook.name),
+                    format!(
+                        "agent `{}` already declares webhook `{}`; webhook names are unique",
+                        record.name, hook.name
+                    ),
                 ));
             }
         }
@@ -164,7 +168,7 @@ pub(crate) async fn receive(
     headers: HeaderMap,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let Hook { served, decl } = find(&state, &name)?;
+    let Hook { served, tenant, decl } = find(&state, &name).await?;
     let secret = secret(&decl)?;
     let body = axum::body::Bytes::from_request(request, &state)
         .await
@@ -207,6 +211,9 @@ pub(crate) async fn receive(
     if !store.agent_enabled(&agent_name).await? {
         return Err(rein::OperateError::Disabled(agent_name).into());
     }
+    // A signed delivery counts against its agent's tenant like any request.
+    state.limits.admit_request(&state, &tenant).await?;
+    state.limits.admit_run(&state, &tenant).await?;
     let run = RunId::new();
     if let Some(earlier) = store.record_delivery(&decl.name, &delivery, run, now_ms).await? {
         return Ok(duplicate(&decl.name, &format!("delivery ({delivery})"), earlier));
@@ -225,7 +232,7 @@ pub(crate) async fn receive(
     let runtime = state.runtime();
     state
         .spawn(async move {
-            if let Err(error) = operator.start(&runtime, &agent, input, run, None).await {
+            if let Err(error) = operator.start_for(&tenant, &runtime, &agent, input, run, None).await {
                 tracing::error!(%run, hook, %error, "webhook run failed to run");
             }
         })

@@ -9,19 +9,23 @@
 //!
 //! Every error is `{"error": {"code", "message"}}` with a stable code.
 
+mod auth;
 mod callback;
 mod error;
 mod hooks;
+mod limits;
 mod metrics;
 mod openapi;
 mod routes;
 mod stream;
 
+pub use auth::{AuthMode, Caller};
 pub use callback::{SIGNATURE_HEADER, TIMESTAMP_HEADER, sign};
 pub use error::ApiError;
 pub use hooks::DELIVERY_HEADER;
 
-use rein::{Agent, AgentDefinition, Operator};
+use axum::http::StatusCode;
+use rein::{Agent, AgentDefinition, AgentRecord, AgentVersion, Operator, TenantId, TenantLimits};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use tokio::task::JoinSet;
@@ -37,15 +41,25 @@ pub struct ServeConfig {
     /// default: a caller must not be able to make the server POST into its
     /// own network (metadata services, databases on localhost).
     pub allow_private_callbacks: bool,
+    /// API keys (the default), or none.
+    pub auth: AuthMode,
+    /// Limits for tenants without their own (`rein tenants set`).
+    pub tenant_defaults: TenantLimits,
 }
 
 impl Default for ServeConfig {
     fn default() -> Self {
-        Self { max_body_bytes: 1024 * 1024, callback_secret: None, allow_private_callbacks: false }
+        Self {
+            max_body_bytes: 1024 * 1024,
+            callback_secret: None,
+            allow_private_callbacks: false,
+            auth: AuthMode::Keys,
+            tenant_defaults: TenantLimits::default(),
+        }
     }
 }
 
-/// An agent the server runs: its definition and the built agent.
+/// A deployed agent version: its definition and the built agent.
 pub struct Served {
     pub definition: AgentDefinition,
     pub agent: Arc<Agent>,
@@ -54,8 +68,12 @@ pub struct Served {
 /// What every handler shares.
 pub struct AppState {
     pub(crate) operator: Arc<Operator>,
-    pub(crate) agents: RwLock<HashMap<String, Arc<Served>>>,
+    /// Agents built from their registered definitions, by name and
+    /// version. Which version is deployed is the store's to say (any
+    /// server sharing the store serves the same); building is cached.
+    pub(crate) built: RwLock<HashMap<(String, String), Arc<Served>>>,
     pub(crate) config: ServeConfig,
+    pub(crate) limits: limits::TenantLimiter,
     /// Runs driven in the background (async and stream modes, decisions):
     /// aborted when the server stops; their journals let any process take
     /// them up again.
@@ -67,7 +85,8 @@ impl AppState {
     pub fn new(operator: Arc<Operator>, config: ServeConfig) -> Arc<Self> {
         Arc::new(Self {
             operator,
-            agents: RwLock::new(HashMap::new()),
+            built: RwLock::new(HashMap::new()),
+            limits: limits::TenantLimiter::new(config.tenant_defaults),
             config,
             background: tokio::sync::Mutex::new(JoinSet::new()),
             metrics: Arc::new(metrics::Metrics::new()),
@@ -80,27 +99,97 @@ impl AppState {
         self.operator.runtime().with_hooks(self.metrics.clone())
     }
 
-    /// Serves `definition` as its agent's current version, registering it
-    /// in the store so any process can resume its runs.
-    pub async fn serve_agent(&self, definition: AgentDefinition) -> Result<Arc<Served>, ApiError> {
-        hooks::check_unique(self, &definition)?;
-        let agent = Arc::new(definition.build(self.operator.client()).map_err(|e| {
-            ApiError::new(axum::http::StatusCode::UNPROCESSABLE_ENTITY, "invalid_agent", e.to_string())
-        })?);
-        self.operator.register(&definition).await?;
+    /// Registers `definition` for `tenant` and, if `activate`, deploys it
+    /// (every server sharing the store serves it from then on). A name
+    /// another tenant owns is refused (409 `agent_name_taken`); so is a
+    /// webhook name another deployed agent declares (409 `hook_conflict`).
+    pub async fn serve_agent(
+        &self,
+        tenant: &TenantId,
+        definition: AgentDefinition,
+        by: &str,
+        activate: bool,
+    ) -> Result<Arc<Served>, ApiError> {
+        if activate {
+            hooks::check_unique(self, &definition).await?;
+        }
+        let agent = Arc::new(
+            definition
+                .build(self.operator.client())
+                .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_agent", e.to_string()))?,
+        );
+        self.operator.register(tenant, &definition).await.map_err(|error| match error {
+            rein::OperateError::Store(rein::JournalError::Conflict(message)) => {
+                ApiError::new(StatusCode::CONFLICT, "agent_name_taken", message)
+            }
+            other => other.into(),
+        })?;
+        let version = definition.spec.version();
+        if activate {
+            self.operator.activate(&definition.spec.name, &version, by).await?;
+        }
         let served = Arc::new(Served { definition, agent });
-        if let Ok(mut agents) = self.agents.write() {
-            agents.insert(served.agent.name().to_owned(), served.clone());
+        if let Ok(mut built) = self.built.write() {
+            built.insert((served.agent.name().to_owned(), version.0), served.clone());
         }
         Ok(served)
     }
 
-    pub(crate) fn agent(&self, name: &str) -> Result<Arc<Served>, ApiError> {
-        self.agents
-            .read()
-            .ok()
-            .and_then(|agents| agents.get(name).cloned())
-            .ok_or_else(|| ApiError::not_found(format!("no agent named `{name}` is served here")))
+    /// `name`'s record, if `tenant` owns it. Another tenant's agent is as
+    /// absent as one that does not exist.
+    pub(crate) async fn owned_agent(&self, tenant: &TenantId, name: &str) -> Result<AgentRecord, ApiError> {
+        match self.operator.store().agent(name).await? {
+            Some(record) if &record.tenant == tenant => Ok(record),
+            _ => Err(ApiError::not_found(format!("no agent named `{name}`"))),
+        }
+    }
+
+    /// The deployed version of agent `name`, if `tenant` owns it.
+    pub(crate) async fn agent(&self, tenant: &TenantId, name: &str) -> Result<Arc<Served>, ApiError> {
+        let record = self.owned_agent(tenant, name).await?;
+        let Some(version) = record.active_version else {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "agent_not_deployed",
+                format!("agent `{name}` has no deployed version; activate one"),
+            ));
+        };
+        self.version(name, &AgentVersion(version)).await
+    }
+
+    /// Version `version` of `name`, built once from its registered
+    /// definition.
+    pub(crate) async fn version(&self, name: &str, version: &AgentVersion) -> Result<Arc<Served>, ApiError> {
+        let key = (name.to_owned(), version.0.clone());
+        if let Some(served) = self.built.read().ok().and_then(|built| built.get(&key).cloned()) {
+            return Ok(served);
+        }
+        let unavailable = |message: String| ApiError::new(StatusCode::CONFLICT, "agent_unavailable", message);
+        let stored = self
+            .operator
+            .store()
+            .agent_definition(name, version)
+            .await?
+            .ok_or_else(|| unavailable(format!("agent `{name}` version {} is not registered", version.short())))?;
+        let definition = AgentDefinition::from_json(stored).map_err(|e| unavailable(e.to_string()))?;
+        let agent = Arc::new(definition.build(self.operator.client()).map_err(|e| unavailable(e.to_string()))?);
+        let served = Arc::new(Served { definition, agent });
+        if let Ok(mut built) = self.built.write() {
+            built.insert(key, served.clone());
+        }
+        Ok(served)
+    }
+
+    /// Every deployed agent, with its record.
+    pub(crate) async fn deployed(&self) -> Result<Vec<(AgentRecord, Arc<Served>)>, ApiError> {
+        let mut deployed = Vec::new();
+        for record in self.operator.store().agents().await? {
+            if let Some(version) = record.active_version.clone() {
+                let served = self.version(&record.name, &AgentVersion(version)).await?;
+                deployed.push((record, served));
+            }
+        }
+        Ok(deployed)
     }
 
     /// Drives `work` in the background.

@@ -16,6 +16,8 @@ pub struct Doc {
     pub query: Option<fn(&mut SchemaGenerator) -> schemars::Schema>,
     /// Statuses answered besides errors, with what they mean.
     pub responses: &'static [(u16, &'static str)],
+    /// The scope an API key needs here; `None` for endpoints without keys.
+    pub scope: Option<rein::Scope>,
 }
 
 pub fn schema_of<T: JsonSchema>(generator: &mut SchemaGenerator) -> schemars::Schema {
@@ -64,6 +66,15 @@ pub fn document(docs: &[Doc]) -> Value {
             }),
         );
         operation.insert("responses".into(), Value::Object(responses));
+        match doc.scope {
+            Some(scope) => {
+                operation.insert("security".into(), json!([{ "apiKey": [] }]));
+                operation.insert("x-rein-scope".into(), json!(scope.as_str()));
+            }
+            None => {
+                operation.insert("security".into(), json!([]));
+            }
+        }
         let entry = paths.entry(doc.path.to_owned()).or_insert_with(|| json!({}));
         if let Some(entry) = entry.as_object_mut() {
             entry.insert(doc.method.to_owned(), Value::Object(operation));
@@ -90,7 +101,17 @@ pub fn document(docs: &[Doc]) -> Value {
             "description": "Run agents, follow their runs, decide on approvals, and operate the kill switch."
         },
         "paths": paths,
-        "components": { "schemas": schemas }
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "apiKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An API key (`rein keys create`): `Authorization: Bearer rein_...`. Each \
+                                    operation names the scope it needs in `x-rein-scope`; `admin` holds them all."
+                }
+            }
+        }
     })
 }
 

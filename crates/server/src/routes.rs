@@ -1,6 +1,7 @@
 //! The routes. Handlers translate HTTP to [`rein::Operator`] calls and back;
 //! the rules (kill switch, leases, resume) live there, shared with the CLI.
 
+use crate::auth::{Admin, Approvals, Auth, Caller, RunsRead, RunsWrite};
 use crate::error::ApiError;
 use crate::openapi::{self, Doc, schema_of};
 use crate::{AppState, callback, hooks, stream};
@@ -10,7 +11,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
 use axum::{Json, Router};
 use rein::{
-    ApprovalDecision, Overrides, ResumeAction, RunFilter, RunId, RunOutcome, RunStatus, RunSummary, outcome_json,
+    AgentVersion, ApprovalDecision, Overrides, ResumeAction, RunFilter, RunId, RunOutcome, RunStatus, RunSummary,
+    Scope, TenantId, outcome_json,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -22,21 +24,47 @@ type ApiResult<T> = Result<T, ApiError>;
 /// handler. The router and the document are both built from this list.
 fn endpoints() -> Vec<(Doc, MethodRouter<Arc<AppState>>)> {
     fn doc(method: &'static str, path: &'static str, summary: &'static str) -> Doc {
-        Doc { method, path, summary, body: None, query: None, responses: &[(200, "OK")] }
+        Doc { method, path, summary, body: None, query: None, responses: &[(200, "OK")], scope: None }
     }
+    /// An endpoint that needs an API key with `scope`.
+    fn keyed(scope: Scope, method: &'static str, path: &'static str, summary: &'static str) -> Doc {
+        Doc { scope: Some(scope), ..doc(method, path, summary) }
+    }
+    use Scope::{Admin as A, Approvals as P, RunsRead as R, RunsWrite as W};
     vec![
         (doc("get", "/healthz", "Liveness"), get(healthz)),
         (doc("get", "/readyz", "Readiness: the store answers"), get(readyz)),
-        (doc("get", "/metrics", "Prometheus metrics"), get(metrics)),
+        (keyed(A, "get", "/metrics", "Prometheus metrics (an admin key of the default tenant)"), get(metrics)),
         (doc("get", "/openapi.json", "This document"), get(openapi_document)),
-        (doc("get", "/v1/agents", "Agents served here, with their versions and kill-switch state"), get(list_agents)),
+        (
+            keyed(R, "get", "/v1/agents", "The tenant's agents: deployed version and kill-switch state"),
+            get(list_agents),
+        ),
         (
             Doc {
                 body: Some(schema_of::<RegisterRequest>),
-                responses: &[(201, "Registered and served")],
-                ..doc("post", "/v1/agents", "Register an agent version from TOML and serve it")
+                responses: &[(201, "Registered (and deployed, unless `activate` is false)")],
+                ..keyed(A, "post", "/v1/agents", "Register an agent version from TOML")
             },
             post(register_agent),
+        ),
+        (
+            keyed(R, "get", "/v1/agents/{name}/versions", "The agent's versions, the deployed one, and its deploys"),
+            get(agent_versions),
+        ),
+        (
+            Doc {
+                body: Some(schema_of::<ActivateRequest>),
+                ..keyed(A, "post", "/v1/agents/{name}/activate", "Deploy a registered version")
+            },
+            post(activate_agent),
+        ),
+        (
+            Doc {
+                body: Some(schema_of::<SwitchRequest>),
+                ..keyed(A, "post", "/v1/agents/{name}/rollback", "Deploy the version deployed before the current one")
+            },
+            post(rollback_agent),
         ),
         (
             Doc {
@@ -46,30 +74,38 @@ fn endpoints() -> Vec<(Doc, MethodRouter<Arc<AppState>>)> {
                     (202, "async: the run was started; its URL"),
                     (201, "stream: text/event-stream of the run's events"),
                 ],
-                ..doc("post", "/v1/agents/{name}/runs", "Run the agent on an input")
+                ..keyed(W, "post", "/v1/agents/{name}/runs", "Run the deployed agent on an input")
             },
             post(create_run),
         ),
         (
             Doc {
                 body: Some(schema_of::<SwitchRequest>),
-                ..doc("post", "/v1/agents/{name}/disable", "The kill switch: disable the agent")
+                ..keyed(A, "post", "/v1/agents/{name}/disable", "The kill switch: disable the agent")
             },
             post(disable_agent),
         ),
         (
             Doc {
                 body: Some(schema_of::<SwitchRequest>),
-                ..doc("post", "/v1/agents/{name}/enable", "Enable the agent again")
+                ..keyed(A, "post", "/v1/agents/{name}/enable", "Enable the agent again")
             },
             post(enable_agent),
         ),
-        (Doc { query: Some(schema_of::<ListQuery>), ..doc("get", "/v1/runs", "Runs, newest first") }, get(list_runs)),
-        (doc("get", "/v1/runs/{id}", "One run: status, usage, outcome, what it waits for"), get(get_run)),
+        (
+            Doc { query: Some(schema_of::<ListQuery>), ..keyed(R, "get", "/v1/runs", "Runs, newest first") },
+            get(list_runs),
+        ),
+        (keyed(R, "get", "/v1/runs/{id}", "One run: status, usage, outcome, what it waits for"), get(get_run)),
         (
             Doc {
                 query: Some(schema_of::<EventsQuery>),
-                ..doc("get", "/v1/runs/{id}/events", "The run's events; text/event-stream resumes after Last-Event-ID")
+                ..keyed(
+                    R,
+                    "get",
+                    "/v1/runs/{id}/events",
+                    "The run's events; text/event-stream resumes after Last-Event-ID",
+                )
             },
             get(run_events),
         ),
@@ -77,30 +113,31 @@ fn endpoints() -> Vec<(Doc, MethodRouter<Arc<AppState>>)> {
             Doc {
                 body: Some(schema_of::<CancelRequest>),
                 responses: &[(200, "Cancelled"), (202, "Its holder stops it at its next step")],
-                ..doc("post", "/v1/runs/{id}/cancel", "Cancel a run")
+                ..keyed(W, "post", "/v1/runs/{id}/cancel", "Cancel a run")
             },
             post(cancel_run),
         ),
-        (doc("get", "/v1/approvals", "Approval requests waiting for a decision"), get(list_approvals)),
-        (doc("get", "/v1/approvals/{id}", "One approval request with its preview"), get(get_approval)),
+        (keyed(P, "get", "/v1/approvals", "Approval requests waiting for a decision"), get(list_approvals)),
+        (keyed(P, "get", "/v1/approvals/{id}", "One approval request with its preview"), get(get_approval)),
         (
             Doc {
                 body: Some(schema_of::<DecisionRequest>),
-                ..doc("post", "/v1/approvals/{id}/approve", "Approve; the run goes on")
+                ..keyed(P, "post", "/v1/approvals/{id}/approve", "Approve; the run goes on")
             },
             post(approve),
         ),
         (
             Doc {
                 body: Some(schema_of::<DecisionRequest>),
-                ..doc("post", "/v1/approvals/{id}/reject", "Reject; the model is told")
+                ..keyed(P, "post", "/v1/approvals/{id}/reject", "Reject; the model is told")
             },
             post(reject),
         ),
         (
             Doc {
                 body: Some(schema_of::<DecisionRequest>),
-                ..doc(
+                ..keyed(
+                    P,
                     "post",
                     "/v1/approvals/{id}/edit",
                     "Approve with edited arguments, checked against the tool's schema",
@@ -177,10 +214,18 @@ fn task_failed(error: tokio::task::JoinError) -> ApiError {
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("the run's task failed: {error}"))
 }
 
-/// Prometheus exposition text.
-async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+/// Prometheus exposition text. The figures span tenants, so only operators
+/// (admins of the default tenant) may read them.
+async fn metrics(State(state): State<Arc<AppState>>, Auth(caller, ..): Auth<Admin>) -> ApiResult<Response> {
+    if !caller.is_operator() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "missing_scope",
+            "metrics span every tenant: they need an admin key of the default tenant",
+        ));
+    }
     let text = state.metrics.render(state.operator.store()).await;
-    ([("content-type", "text/plain; version=0.0.4")], text).into_response()
+    Ok(([("content-type", "text/plain; version=0.0.4")], text).into_response())
 }
 
 /// A JSON body, with a structured error when it is not valid.
@@ -218,27 +263,22 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned + Default> axum::extract::Fr
 
 // ----- agents ---------------------------------------------------------------
 
-async fn list_agents(State(state): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
+async fn list_agents(State(state): State<Arc<AppState>>, Auth(caller, ..): Auth<RunsRead>) -> ApiResult<Json<Value>> {
     let records = state.operator.store().agents().await?;
-    let served: Vec<Value> = state
-        .agents
-        .read()
-        .map(|agents| {
-            agents
-                .values()
-                .map(|s| {
-                    let record = records.iter().find(|r| r.name == s.agent.name());
-                    json!({
-                        "name": s.agent.name(),
-                        "version": s.agent.version().0,
-                        "enabled": record.is_none_or(|r| r.enabled),
-                        "versions": record.map_or(1, |r| r.versions),
-                    })
-                })
-                .collect()
+    let agents: Vec<Value> = records
+        .into_iter()
+        .filter(|record| record.tenant == caller.tenant)
+        .map(|record| {
+            json!({
+                "name": record.name,
+                "version": record.active_version,
+                "enabled": record.enabled,
+                "versions": record.versions,
+                "latest_version": record.latest_version,
+            })
         })
-        .unwrap_or_default();
-    Ok(Json(json!({ "agents": served })))
+        .collect();
+    Ok(Json(json!({ "agents": agents })))
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -248,11 +288,23 @@ struct RegisterRequest {
     /// Names it in diagnostics; relative paths inside resolve against it.
     #[serde(default)]
     path: Option<String>,
+    /// Deploy it at once (the default); `false` only registers it, to be
+    /// activated later.
+    #[serde(default = "yes")]
+    activate: bool,
+    /// Who deploys it, recorded with the key.
+    #[serde(default)]
+    by: Option<String>,
 }
 
-/// Registers an agent version from TOML and serves it from now on.
+fn yes() -> bool {
+    true
+}
+
+/// Registers an agent version from TOML, and deploys it unless asked not to.
 async fn register_agent(
     State(state): State<Arc<AppState>>,
+    Auth(caller, ..): Auth<Admin>,
     Body(request): Body<RegisterRequest>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let path = std::path::PathBuf::from(request.path.unwrap_or_else(|| "agent.toml".into()));
@@ -265,10 +317,83 @@ async fn register_agent(
             }
             other => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_agent", other.to_string()),
         })?;
-    let served = state.serve_agent(definition).await?;
+    let by = caller.actor(request.by);
+    let served = state.serve_agent(&caller.tenant, definition, &by, request.activate).await?;
     let warnings: Vec<String> = warnings.iter().map(ToString::to_string).collect();
-    let body = json!({ "name": served.agent.name(), "version": served.agent.version().0, "warnings": warnings });
+    let body = json!({
+        "name": served.agent.name(),
+        "version": served.agent.version().0,
+        "active": request.activate,
+        "warnings": warnings,
+    });
     Ok((StatusCode::CREATED, Json(body)))
+}
+
+async fn agent_versions(
+    State(state): State<Arc<AppState>>,
+    Auth(caller, ..): Auth<RunsRead>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let record = state.owned_agent(&caller.tenant, &name).await?;
+    let store = state.operator.store();
+    let versions: Vec<Value> = store
+        .agent_versions(&name)
+        .await?
+        .into_iter()
+        .map(|v| {
+            let active = record.active_version.as_deref() == Some(v.version.as_str());
+            json!({ "version": v.version, "registered_at_ms": v.registered_at_ms, "active": active })
+        })
+        .collect();
+    let deploys = store.activations(&name).await?;
+    Ok(Json(json!({
+        "name": name,
+        "active_version": record.active_version,
+        "versions": versions,
+        "deploys": deploys,
+    })))
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+struct ActivateRequest {
+    /// A registered version, or a unique prefix of one.
+    version: String,
+    #[serde(default)]
+    by: Option<String>,
+}
+
+async fn activate_agent(
+    State(state): State<Arc<AppState>>,
+    Auth(caller, ..): Auth<Admin>,
+    Path(name): Path<String>,
+    Body(request): Body<ActivateRequest>,
+) -> ApiResult<Json<Value>> {
+    state.owned_agent(&caller.tenant, &name).await?;
+    let wanted = request.version.trim().to_ascii_lowercase();
+    let versions = state.operator.store().agent_versions(&name).await?;
+    let mut matching = versions.iter().filter(|v| !wanted.is_empty() && v.version.starts_with(&wanted));
+    let version = match (matching.next(), matching.next()) {
+        (Some(v), None) => AgentVersion(v.version.clone()),
+        (None, _) => return Err(ApiError::not_found(format!("agent `{name}` has no version `{wanted}`"))),
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request("ambiguous_id", format!("`{wanted}` matches several versions")));
+        }
+    };
+    let served = state.version(&name, &version).await?;
+    hooks::check_unique(&state, &served.definition).await?;
+    state.operator.activate(&name, &version, &caller.actor(request.by)).await?;
+    Ok(Json(json!({ "name": name, "active_version": version.0 })))
+}
+
+async fn rollback_agent(
+    State(state): State<Arc<AppState>>,
+    Auth(caller, ..): Auth<Admin>,
+    Path(name): Path<String>,
+    OptionalBody(request): OptionalBody<SwitchRequest>,
+) -> ApiResult<Json<Value>> {
+    state.owned_agent(&caller.tenant, &name).await?;
+    let version = state.operator.roll_back(&name, &caller.actor(request.by)).await?;
+    Ok(Json(json!({ "name": name, "active_version": version.0 })))
 }
 
 #[derive(Deserialize, Default, schemars::JsonSchema)]
@@ -279,10 +404,12 @@ struct SwitchRequest {
 
 async fn disable_agent(
     State(state): State<Arc<AppState>>,
+    Auth(caller, ..): Auth<Admin>,
     Path(name): Path<String>,
     OptionalBody(request): OptionalBody<SwitchRequest>,
 ) -> ApiResult<Json<Value>> {
-    let by = request.by.unwrap_or_else(|| "api".into());
+    state.owned_agent(&caller.tenant, &name).await?;
+    let by = caller.actor(request.by);
     let store = state.operator.store();
     store.set_agent_enabled(&name, false, &by, rein::now_ms()).await?;
     // Runs driven by live processes stop at their next step; runs nobody
@@ -302,10 +429,12 @@ async fn disable_agent(
 
 async fn enable_agent(
     State(state): State<Arc<AppState>>,
+    Auth(caller, ..): Auth<Admin>,
     Path(name): Path<String>,
     OptionalBody(request): OptionalBody<SwitchRequest>,
 ) -> ApiResult<Json<Value>> {
-    let by = request.by.unwrap_or_else(|| "api".into());
+    state.owned_agent(&caller.tenant, &name).await?;
+    let by = caller.actor(request.by);
     state.operator.store().set_agent_enabled(&name, true, &by, rein::now_ms()).await?;
     Ok(Json(json!({ "agent": name, "enabled": true })))
 }
@@ -333,13 +462,15 @@ struct RunRequest {
 
 async fn create_run(
     State(state): State<Arc<AppState>>,
+    Auth(caller, ..): Auth<RunsWrite>,
     Path(name): Path<String>,
     Body(request): Body<RunRequest>,
 ) -> ApiResult<Response> {
-    let served = state.agent(&name)?;
+    let served = state.agent(&caller.tenant, &name).await?;
     if !state.operator.store().agent_enabled(&name).await? {
         return Err(rein::OperateError::Disabled(name).into());
     }
+    state.limits.admit_run(&state, &caller.tenant).await?;
     let secret = match (&request.callback_url, &state.config.callback_secret) {
         (Some(_), _) if request.mode != Mode::Async => {
             return Err(ApiError::bad_request("bad_request", "callback_url is for mode `async`"));
@@ -365,7 +496,8 @@ async fn create_run(
     let operator = state.operator.clone();
     let agent = served.agent.clone();
     let runtime = state.runtime();
-    let drive = async move { operator.start(&runtime, &agent, request.input, run, None).await };
+    let tenant = caller.tenant.clone();
+    let drive = async move { operator.start_for(&tenant, &runtime, &agent, request.input, run, None).await };
     match request.mode {
         Mode::Sync => {
             let outcome = tokio::spawn(drive).await.map_err(task_failed)??;
@@ -422,7 +554,11 @@ struct ListQuery {
     since_ms: Option<u64>,
 }
 
-async fn list_runs(State(state): State<Arc<AppState>>, Query(query): Query<ListQuery>) -> ApiResult<Json<Value>> {
+async fn list_runs(
+    State(state): State<Arc<AppState>>,
+    Auth(caller, ..): Auth<RunsRead>,
+    Query(query): Query<ListQuery>,
+) -> ApiResult<Json<Value>> {
     let status = match query.status.as_deref() {
         None => None,
         Some(text) => Some(
@@ -431,24 +567,40 @@ async fn list_runs(State(state): State<Arc<AppState>>, Query(query): Query<ListQ
         ),
     };
     let limit = query.limit.unwrap_or(50).min(1000);
-    let filter = RunFilter { agent: query.agent, status, limit: Some(limit) };
-    let runs: Vec<RunSummary> = state
-        .operator
-        .store()
-        .runs(&filter)
-        .await?
-        .into_iter()
-        .filter(|r| query.since_ms.is_none_or(|since| r.started_at_ms >= since))
-        .collect();
+    let filter = RunFilter {
+        tenant: Some(caller.tenant),
+        agent: query.agent,
+        status,
+        since_ms: query.since_ms,
+        limit: Some(limit),
+    };
+    let runs: Vec<RunSummary> = state.operator.store().runs(&filter).await?;
     Ok(Json(json!({ "runs": runs })))
 }
 
-async fn resolve(state: &AppState, id: &str) -> ApiResult<RunId> {
-    Ok(state.operator.store().resolve(id).await?)
+/// Run `id` (a full id: prefixes would let one tenant probe for another's
+/// ids), if it is `caller`'s. Another tenant's run is as absent as one that
+/// never existed.
+async fn resolve(state: &AppState, caller: &Caller, id: &str) -> ApiResult<RunId> {
+    let not_found = || ApiError::not_found(format!("no run {id}"));
+    let run = RunId::parse(id.trim()).ok_or_else(not_found)?;
+    owns_run(state, &caller.tenant, run).await.map_err(|_| not_found())?;
+    Ok(run)
 }
 
-async fn get_run(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    let run = resolve(&state, &id).await?;
+async fn owns_run(state: &AppState, tenant: &TenantId, run: RunId) -> ApiResult<()> {
+    match state.operator.store().summary(run).await? {
+        Some(summary) if &summary.tenant == tenant => Ok(()),
+        _ => Err(ApiError::not_found(format!("no run {run}"))),
+    }
+}
+
+async fn get_run(
+    State(state): State<Arc<AppState>>,
+    Auth(caller, ..): Auth<RunsRead>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let run = resolve(&state, &caller, &id).await?;
     let events = state.operator.store().events(run).await?;
     let record = rein::RunRecord::from_events(&events).ok_or_else(|| ApiError::not_found("run has no events"))?;
     let outcome = rein::outcome_of(&events);
@@ -477,11 +629,12 @@ struct EventsQuery {
 /// accepts `text/event-stream`.
 async fn run_events(
     State(state): State<Arc<AppState>>,
+    Auth(caller, ..): Auth<RunsRead>,
     Path(id): Path<String>,
     Query(query): Query<EventsQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let run = resolve(&state, &id).await?;
+    let run = resolve(&state, &caller, &id).await?;
     let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
     let after = last_event_id.or(query.after);
     let wants_stream =
@@ -506,11 +659,12 @@ struct CancelRequest {
 /// next step boundary (202).
 async fn cancel_run(
     State(state): State<Arc<AppState>>,
+    Auth(caller, ..): Auth<RunsWrite>,
     Path(id): Path<String>,
     OptionalBody(request): OptionalBody<CancelRequest>,
 ) -> ApiResult<Response> {
-    let run = resolve(&state, &id).await?;
-    let by = request.by.unwrap_or_else(|| "api".into());
+    let run = resolve(&state, &caller, &id).await?;
+    let by = caller.actor(request.by);
     let reason = request.reason.unwrap_or_else(|| "cancelled through the API".into());
     let store = state.operator.store();
     if let Some(outcome) = rein::outcome_of(&store.events(run).await?) {
@@ -534,12 +688,28 @@ async fn cancel_run(
 
 // ----- approvals ------------------------------------------------------------
 
-async fn list_approvals(State(state): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
-    Ok(Json(json!({ "approvals": state.operator.waiting_approvals().await? })))
+async fn list_approvals(
+    State(state): State<Arc<AppState>>,
+    Auth(caller, ..): Auth<Approvals>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(json!({ "approvals": state.operator.waiting_approvals(Some(&caller.tenant)).await? })))
 }
 
-async fn get_approval(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    Ok(Json(serde_json::to_value(state.operator.find_approval(&id).await?).unwrap_or_default()))
+/// The waiting approval `id`, if its run is `caller`'s.
+async fn find_approval(state: &AppState, caller: &Caller, id: &str) -> ApiResult<rein::WaitingApproval> {
+    let waiting = state.operator.find_approval(id).await?;
+    owns_run(state, &caller.tenant, waiting.run_id)
+        .await
+        .map_err(|_| rein::OperateError::NoSuchApproval(id.to_owned()))?;
+    Ok(waiting)
+}
+
+async fn get_approval(
+    State(state): State<Arc<AppState>>,
+    Auth(caller, ..): Auth<Approvals>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(serde_json::to_value(find_approval(&state, &caller, &id).await?).unwrap_or_default()))
 }
 
 #[derive(Deserialize, Default, schemars::JsonSchema)]
@@ -554,10 +724,11 @@ struct DecisionRequest {
 
 async fn decide(
     state: &AppState,
+    caller: &Caller,
     id: &str,
     decision: impl FnOnce(String) -> ApprovalDecision,
 ) -> ApiResult<Json<Value>> {
-    let waiting = state.operator.find_approval(id).await?;
+    let waiting = find_approval(state, caller, id).await?;
     let action = ResumeAction::Decide(vec![decision(waiting.action.call_id)]);
     let outcome = detached(state, waiting.run_id, action).await?;
     Ok(Json(outcome_json(&outcome)))
@@ -565,31 +736,34 @@ async fn decide(
 
 async fn approve(
     State(state): State<Arc<AppState>>,
+    Auth(caller, ..): Auth<Approvals>,
     Path(id): Path<String>,
     OptionalBody(request): OptionalBody<DecisionRequest>,
 ) -> ApiResult<Json<Value>> {
-    let by = request.by.unwrap_or_else(|| "api".into());
-    decide(&state, &id, |call_id| ApprovalDecision::Approve { call_id, by }).await
+    let by = caller.actor(request.by);
+    decide(&state, &caller, &id, |call_id| ApprovalDecision::Approve { call_id, by }).await
 }
 
 async fn reject(
     State(state): State<Arc<AppState>>,
+    Auth(caller, ..): Auth<Approvals>,
     Path(id): Path<String>,
     OptionalBody(request): OptionalBody<DecisionRequest>,
 ) -> ApiResult<Json<Value>> {
-    let by = request.by.unwrap_or_else(|| "api".into());
+    let by = caller.actor(request.by);
     let reason = request.reason;
-    decide(&state, &id, |call_id| ApprovalDecision::Reject { call_id, by, reason }).await
+    decide(&state, &caller, &id, |call_id| ApprovalDecision::Reject { call_id, by, reason }).await
 }
 
 async fn edit(
     State(state): State<Arc<AppState>>,
+    Auth(caller, ..): Auth<Approvals>,
     Path(id): Path<String>,
     Body(request): Body<DecisionRequest>,
 ) -> ApiResult<Json<Value>> {
     let Some(arguments) = request.arguments else {
         return Err(ApiError::bad_request("bad_request", "`arguments` (the edited arguments) is required"));
     };
-    let by = request.by.unwrap_or_else(|| "api".into());
-    decide(&state, &id, |call_id| ApprovalDecision::Edit { call_id, by, arguments }).await
+    let by = caller.actor(request.by);
+    decide(&state, &caller, &id, |call_id| ApprovalDecision::Edit { call_id, by, arguments }).await
 }

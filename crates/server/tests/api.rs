@@ -84,18 +84,19 @@ async fn fixture(risk: &str) -> Fixture {
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(SqliteJournal::open(dir.path().join("rein.db")).unwrap());
+    let http = admin_client(store.as_ref()).await;
     let client = rein::providers::default_client().unwrap();
     let operator = Arc::new(Operator::new(store, client));
     let config = ServeConfig {
         max_body_bytes: 64 * 1024,
         callback_secret: Some(SECRET.to_vec()),
         allow_private_callbacks: true,
+        ..ServeConfig::default()
     };
     let state = AppState::new(operator, config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, rein_server::router(state)).await.unwrap() });
-    let http = reqwest::Client::new();
     let register = http
         .post(format!("{base}/v1/agents"))
         .json(&json!({ "toml": agent_toml(&model.base_url, &service_url, risk) }))
@@ -104,6 +105,15 @@ async fn fixture(risk: &str) -> Fixture {
         .unwrap();
     assert_eq!(register.status(), 201, "{}", register.text().await.unwrap());
     Fixture { base, http, inbox, _model: model, _dir: dir }
+}
+
+/// A client bearing a fresh admin key of the default tenant.
+async fn admin_client(store: &dyn Store) -> reqwest::Client {
+    let key = rein::keys::generate(rein::TenantId::default(), "tests", vec![rein::Scope::Admin], 0).unwrap();
+    store.create_api_key(&key.record).await.unwrap();
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("authorization", format!("Bearer {}", key.key).parse().unwrap());
+    reqwest::Client::builder().default_headers(headers).build().unwrap()
 }
 
 impl Fixture {

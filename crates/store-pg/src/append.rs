@@ -47,9 +47,10 @@ const NEWEST_ROW: &str = "SELECT last_seq, hashes FROM events WHERE run_id = $1 
 /// A run's first event creates its summary with its head; a second
 /// `RunStarted` (tolerated, as by SQLite) refreshes what it describes.
 const UPSERT_STARTED: &str =
-    "INSERT INTO runs (run_id, agent, agent_version, status, started_at_ms, input_preview, head_hash, last_seq)
-     VALUES ($1, $2, $3, 'running', $4, $5, $6, $7)
+    "INSERT INTO runs (run_id, agent, agent_version, status, started_at_ms, input_preview, head_hash, last_seq, tenant)
+     VALUES ($1, $2, $3, 'running', $4, $5, $6, $7, $8)
      ON CONFLICT (run_id) DO UPDATE SET
+         tenant = excluded.tenant,
          agent = excluded.agent,
          agent_version = excluded.agent_version,
          status = 'running',
@@ -175,6 +176,7 @@ async fn write_row(conn: &mut PgConnection, owner: &str, row: &Row) -> Result<()
             .bind(text(&started.input_preview))
             .bind(&head_of(&hashes)[..])
             .bind(row.last_seq)
+            .bind(&started.tenant)
             .execute(&mut *conn)
             .await
             .map_err(write_failed)?;

@@ -4,7 +4,7 @@
 //! journal's `control.rs` keeps them.
 
 use crate::read::{read_failed, unsigned};
-use rein_types::{AgentRecord, AgentVersion, JournalError, Lease, RunId};
+use rein_types::{Activation, AgentRecord, AgentVersion, AgentVersionRecord, JournalError, Lease, RunId, TenantId};
 use serde_json::Value;
 use sqlx_core::query::query;
 use sqlx_core::row::Row as _;
@@ -20,29 +20,119 @@ fn clamp(value: u64) -> i64 {
 
 pub(crate) async fn register_agent(
     pool: &PgPool,
+    tenant: &TenantId,
     name: &str,
     version: &AgentVersion,
     definition: &str,
     now_ms: u64,
 ) -> Result<(), JournalError> {
+    let mut tx = pool.begin().await.map_err(write_failed)?;
+    // The first tenant to register a name owns it. The row is locked for
+    // the check, so two tenants registering one new name at once cannot
+    // both own it; a row with no versions yet (a kill switch set before any
+    // registration) is claimed.
+    query::<Postgres>("INSERT INTO agents (name, tenant) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+        .bind(name)
+        .bind(tenant.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(write_failed)?;
+    let row = query::<Postgres>(
+        "SELECT a.tenant, (SELECT COUNT(*) FROM agent_versions v WHERE v.name = a.name) FROM agents a
+         WHERE a.name = $1 FOR UPDATE",
+    )
+    .bind(name)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(write_failed)?;
+    let owner: String = row.try_get(0).map_err(read_failed)?;
+    let versions: i64 = row.try_get(1).map_err(read_failed)?;
+    if owner != tenant.as_str() {
+        if versions > 0 {
+            return Err(JournalError::Conflict(format!("agent name `{name}` belongs to another tenant")));
+        }
+        query::<Postgres>("UPDATE agents SET tenant = $2 WHERE name = $1")
+            .bind(name)
+            .bind(tenant.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(write_failed)?;
+    }
     // A version is its content's hash: the same version is the same
     // definition, so registering it again keeps the first registration.
-    // One statement, so it is atomic without a transaction.
     query::<Postgres>(
-        "WITH version AS (
-             INSERT INTO agent_versions (name, version, definition, registered_at_ms) VALUES ($1, $2, $3, $4)
-             ON CONFLICT DO NOTHING
-         )
-         INSERT INTO agents (name) VALUES ($1) ON CONFLICT DO NOTHING",
+        "INSERT INTO agent_versions (name, version, definition, registered_at_ms) VALUES ($1, $2, $3, $4)
+         ON CONFLICT DO NOTHING",
     )
     .bind(name)
     .bind(&version.0)
     .bind(definition)
     .bind(clamp(now_ms))
-    .execute(pool)
+    .execute(&mut *tx)
     .await
     .map_err(write_failed)?;
-    Ok(())
+    tx.commit().await.map_err(write_failed)
+}
+
+pub(crate) async fn agent_versions(pool: &PgPool, name: &str) -> Result<Vec<AgentVersionRecord>, JournalError> {
+    let rows = query::<Postgres>(
+        "SELECT version, registered_at_ms FROM agent_versions WHERE name = $1 ORDER BY registered_at_ms, registration",
+    )
+    .bind(name)
+    .fetch_all(pool)
+    .await
+    .map_err(read_failed)?;
+    rows.iter()
+        .map(|row| Ok(AgentVersionRecord { version: row.try_get(0)?, registered_at_ms: unsigned(row.try_get(1)?) }))
+        .collect::<Result<Vec<_>, sqlx_core::Error>>()
+        .map_err(read_failed)
+}
+
+pub(crate) async fn activate_agent(
+    pool: &PgPool,
+    name: &str,
+    version: &AgentVersion,
+    by: &str,
+    now_ms: u64,
+) -> Result<(), JournalError> {
+    let mut tx = pool.begin().await.map_err(write_failed)?;
+    let registered = query::<Postgres>("SELECT 1 FROM agent_versions WHERE name = $1 AND version = $2")
+        .bind(name)
+        .bind(&version.0)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(write_failed)?;
+    if registered.is_none() {
+        return Err(JournalError::NotFound(format!("agent {name} version {}", version.0)));
+    }
+    query::<Postgres>("UPDATE agents SET active_version = $2 WHERE name = $1")
+        .bind(name)
+        .bind(&version.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(write_failed)?;
+    query::<Postgres>("INSERT INTO agent_activations (name, version, by_whom, at_ms) VALUES ($1, $2, $3, $4)")
+        .bind(name)
+        .bind(&version.0)
+        .bind(by)
+        .bind(clamp(now_ms))
+        .execute(&mut *tx)
+        .await
+        .map_err(write_failed)?;
+    tx.commit().await.map_err(write_failed)
+}
+
+pub(crate) async fn activations(pool: &PgPool, name: &str) -> Result<Vec<Activation>, JournalError> {
+    let rows =
+        query::<Postgres>("SELECT version, by_whom, at_ms FROM agent_activations WHERE name = $1 ORDER BY activation")
+            .bind(name)
+            .fetch_all(pool)
+            .await
+            .map_err(read_failed)?;
+    rows.iter()
+        .map(|row| Ok(Activation { version: row.try_get(0)?, by: row.try_get(1)?, at_ms: unsigned(row.try_get(2)?) }))
+        .collect::<Result<Vec<_>, sqlx_core::Error>>()
+        .map_err(read_failed)
 }
 
 pub(crate) async fn agent_definition(
@@ -73,7 +163,8 @@ pub(crate) async fn agents(pool: &PgPool) -> Result<Vec<AgentRecord>, JournalErr
         "SELECT n.name, COALESCE(a.enabled, TRUE), a.changed_by, a.changed_at_ms,
                 (SELECT COUNT(*) FROM agent_versions v WHERE v.name = n.name),
                 (SELECT v.version FROM agent_versions v WHERE v.name = n.name
-                 ORDER BY v.registered_at_ms DESC, v.registration DESC LIMIT 1)
+                 ORDER BY v.registered_at_ms DESC, v.registration DESC LIMIT 1),
+                COALESCE(a.tenant, 'default'), a.active_version
          FROM (SELECT name FROM agents UNION SELECT name FROM agent_versions) n
          LEFT JOIN agents a ON a.name = n.name
          ORDER BY n.name",
@@ -90,6 +181,8 @@ pub(crate) async fn agents(pool: &PgPool) -> Result<Vec<AgentRecord>, JournalErr
                 changed_at_ms: row.try_get::<Option<i64>, _>(3)?.map(unsigned),
                 versions: u32::try_from(row.try_get::<i64, _>(4)?).unwrap_or(u32::MAX),
                 latest_version: row.try_get(5)?,
+                tenant: TenantId::parse(row.try_get::<&str, _>(6)?).unwrap_or_default(),
+                active_version: row.try_get(7)?,
             })
         })
         .collect::<Result<Vec<_>, sqlx_core::Error>>()

@@ -29,6 +29,7 @@
 //! the URL), is created on first connect and migrated under an advisory
 //! lock; see `schema.rs`.
 
+mod access;
 mod append;
 mod control;
 mod read;
@@ -38,8 +39,8 @@ use async_trait::async_trait;
 use rein_store::ProcessIdentity;
 use rein_store::shared::Batch;
 use rein_types::{
-    AgentRecord, AgentVersion, ChainReport, ControlStore, Event, Journal, JournalError, Lease, RunFilter, RunId,
-    RunSummary,
+    AccessStore, Activation, AgentRecord, AgentVersion, AgentVersionRecord, ApiKeyRecord, ChainReport, ControlStore,
+    Event, Journal, JournalError, Lease, RunFilter, RunId, RunSummary, TenantId, TenantLimits,
 };
 use serde_json::Value;
 use sqlx_core::connection::Connection as _;
@@ -186,12 +187,44 @@ impl Journal for PgStore {
     async fn resolve(&self, id_or_prefix: &str) -> Result<RunId, JournalError> {
         read::resolve(&self.pool, id_or_prefix).await
     }
+
+    async fn summary(&self, run: RunId) -> Result<Option<RunSummary>, JournalError> {
+        read::run_summary(&self.pool, run).await
+    }
+}
+
+#[async_trait]
+impl AccessStore for PgStore {
+    async fn create_api_key(&self, key: &ApiKeyRecord) -> Result<(), JournalError> {
+        access::create_api_key(&self.pool, key).await
+    }
+
+    async fn api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>, JournalError> {
+        access::api_key(&self.pool, id).await
+    }
+
+    async fn api_keys(&self, tenant: Option<&TenantId>) -> Result<Vec<ApiKeyRecord>, JournalError> {
+        access::api_keys(&self.pool, tenant).await
+    }
+
+    async fn revoke_api_key(&self, id: &str, now_ms: u64) -> Result<bool, JournalError> {
+        access::revoke_api_key(&self.pool, id, now_ms).await
+    }
+
+    async fn set_tenant_limits(&self, tenant: &TenantId, limits: &TenantLimits) -> Result<(), JournalError> {
+        access::set_tenant_limits(&self.pool, tenant, limits).await
+    }
+
+    async fn tenant_limits(&self) -> Result<Vec<(TenantId, TenantLimits)>, JournalError> {
+        access::tenant_limits(&self.pool).await
+    }
 }
 
 #[async_trait]
 impl ControlStore for PgStore {
     async fn register_agent(
         &self,
+        tenant: &TenantId,
         name: &str,
         version: &AgentVersion,
         definition: &Value,
@@ -199,7 +232,7 @@ impl ControlStore for PgStore {
     ) -> Result<(), JournalError> {
         let definition = serde_json::to_string(definition)
             .map_err(|e| JournalError::Storage(format!("cannot encode the definition of agent {name}: {e}")))?;
-        control::register_agent(&self.pool, name, version, &definition, now_ms).await
+        control::register_agent(&self.pool, tenant, name, version, &definition, now_ms).await
     }
 
     async fn agent_definition(&self, name: &str, version: &AgentVersion) -> Result<Option<Value>, JournalError> {
@@ -208,6 +241,24 @@ impl ControlStore for PgStore {
 
     async fn agents(&self) -> Result<Vec<AgentRecord>, JournalError> {
         control::agents(&self.pool).await
+    }
+
+    async fn agent_versions(&self, name: &str) -> Result<Vec<AgentVersionRecord>, JournalError> {
+        control::agent_versions(&self.pool, name).await
+    }
+
+    async fn activate_agent(
+        &self,
+        name: &str,
+        version: &AgentVersion,
+        by: &str,
+        now_ms: u64,
+    ) -> Result<(), JournalError> {
+        control::activate_agent(&self.pool, name, version, by, now_ms).await
+    }
+
+    async fn activations(&self, name: &str) -> Result<Vec<Activation>, JournalError> {
+        control::activations(&self.pool, name).await
     }
 
     async fn set_agent_enabled(&self, name: &str, enabled: bool, by: &str, now_ms: u64) -> Result<(), JournalError> {

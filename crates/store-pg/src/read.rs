@@ -3,9 +3,10 @@
 //! `chain.rs` in PostgreSQL's dialect.
 
 use rein_store::shared::{ChainCheck, decode_row};
-use rein_types::{ChainReport, Event, JournalError, Lease, RunFilter, RunId, RunStatus, RunSummary, Usage};
+use rein_types::{ChainReport, Event, JournalError, Lease, RunFilter, RunId, RunStatus, RunSummary, TenantId, Usage};
 use sqlx_core::query::query;
 use sqlx_core::row::Row as _;
+use sqlx_core::sql_str::AssertSqlSafe;
 use sqlx_postgres::{PgPool, PgRow, Postgres};
 
 pub(crate) fn read_failed(error: sqlx_core::Error) -> JournalError {
@@ -32,32 +33,32 @@ pub(crate) async fn events(pool: &PgPool, run: RunId) -> Result<Vec<Event>, Jour
     Ok(events)
 }
 
-/// One statement per filter shape rather than `($1 IS NULL OR agent = $1)`,
-/// so each is planned for its shape; `started_at_ms DESC, run_id DESC`
-/// reads `runs_started` backwards with no sort. A NULL limit is no limit.
-macro_rules! select_runs {
-    ($where:literal) => {
-        concat!(
-            "SELECT run_id, agent, agent_version, status, started_at_ms, finished_at_ms, steps,
-                    input_tokens, output_tokens, cached_input_tokens, cost_usd, input_preview
-             FROM runs ",
-            $where,
-            " ORDER BY started_at_ms DESC, run_id DESC LIMIT $3"
-        )
-    };
-}
+/// The columns [`summary`] reads, in its order.
+const SUMMARY_COLUMNS: &str = "run_id, agent, agent_version, status, started_at_ms, finished_at_ms, steps,
+    input_tokens, output_tokens, cached_input_tokens, cost_usd, input_preview, tenant";
 
-/// Runs matching `filter`, newest first.
+/// Runs matching `filter`, newest first. One statement per filter shape
+/// rather than `($1 IS NULL OR agent = $1)`, so each is planned for its
+/// shape; an absent filter still names its parameter (`$2::TEXT IS NULL`,
+/// always true) so that every shape binds the same five values.
+/// `started_at_ms DESC, run_id DESC` reads `runs_started` (or
+/// `runs_tenant`) backwards with no sort. A NULL limit is no limit.
 pub(crate) async fn runs(pool: &PgPool, filter: &RunFilter) -> Result<Vec<RunSummary>, JournalError> {
-    let sql = match (&filter.agent, filter.status) {
-        (None, None) => select_runs!("WHERE $1::TEXT IS NULL AND $2::TEXT IS NULL"),
-        (Some(_), None) => select_runs!("WHERE agent = $1 AND $2::TEXT IS NULL"),
-        (None, Some(_)) => select_runs!("WHERE $1::TEXT IS NULL AND status = $2"),
-        (Some(_), Some(_)) => select_runs!("WHERE agent = $1 AND status = $2"),
-    };
-    let rows = query::<Postgres>(sql)
+    let conditions = [
+        if filter.tenant.is_some() { "tenant = $1" } else { "$1::TEXT IS NULL" },
+        if filter.agent.is_some() { "agent = $2" } else { "$2::TEXT IS NULL" },
+        if filter.status.is_some() { "status = $3" } else { "$3::TEXT IS NULL" },
+        if filter.since_ms.is_some() { "started_at_ms >= $4" } else { "$4::BIGINT IS NULL" },
+    ];
+    let sql = format!(
+        "SELECT {SUMMARY_COLUMNS} FROM runs WHERE {} ORDER BY started_at_ms DESC, run_id DESC LIMIT $5",
+        conditions.join(" AND ")
+    );
+    let rows = query::<Postgres>(AssertSqlSafe(sql))
+        .bind(filter.tenant.as_ref().map(TenantId::as_str))
         .bind(filter.agent.as_deref())
         .bind(filter.status.map(RunStatus::as_str))
+        .bind(filter.since_ms.map(|since| i64::try_from(since).unwrap_or(i64::MAX)))
         .bind(filter.limit.map(i64::from))
         .fetch_all(pool)
         .await
@@ -65,12 +66,20 @@ pub(crate) async fn runs(pool: &PgPool, filter: &RunFilter) -> Result<Vec<RunSum
     rows.iter().map(summary).collect()
 }
 
+/// One run's summary.
+pub(crate) async fn run_summary(pool: &PgPool, run: RunId) -> Result<Option<RunSummary>, JournalError> {
+    let sql = format!("SELECT {SUMMARY_COLUMNS} FROM runs WHERE run_id = $1");
+    let row =
+        query::<Postgres>(AssertSqlSafe(sql)).bind(run.to_string()).fetch_optional(pool).await.map_err(read_failed)?;
+    row.as_ref().map(summary).transpose()
+}
+
 /// Runs that are not over, oldest first, each with the process holding it
 /// if one does.
 pub(crate) async fn unfinished_runs(pool: &PgPool) -> Result<Vec<(RunSummary, Option<Lease>)>, JournalError> {
     let rows = query::<Postgres>(
         "SELECT r.run_id, r.agent, r.agent_version, r.status, r.started_at_ms, r.finished_at_ms, r.steps,
-                r.input_tokens, r.output_tokens, r.cached_input_tokens, r.cost_usd, r.input_preview,
+                r.input_tokens, r.output_tokens, r.cached_input_tokens, r.cost_usd, r.input_preview, r.tenant,
                 l.owner, l.since_ms
          FROM runs r LEFT JOIN leases l ON l.run_id = r.run_id
          WHERE r.status IN ('running', 'waiting_approval', 'needs_reconciliation')
@@ -81,8 +90,8 @@ pub(crate) async fn unfinished_runs(pool: &PgPool) -> Result<Vec<(RunSummary, Op
     .map_err(read_failed)?;
     let mut runs = Vec::with_capacity(rows.len());
     for row in &rows {
-        let owner: Option<String> = row.try_get(12).map_err(read_failed)?;
-        let since_ms: Option<i64> = row.try_get(13).map_err(read_failed)?;
+        let owner: Option<String> = row.try_get(13).map_err(read_failed)?;
+        let since_ms: Option<i64> = row.try_get(14).map_err(read_failed)?;
         let lease = owner.map(|owner| Lease { owner, since_ms: since_ms.map_or(0, unsigned) });
         runs.push((summary(row)?, lease));
     }
@@ -106,6 +115,7 @@ fn summary(row: &PgRow) -> Result<RunSummary, JournalError> {
         usage: Usage { input_tokens: count(7)?, output_tokens: count(8)?, cached_input_tokens: count(9)? },
         cost_usd: row.try_get(10).map_err(read_failed)?,
         input_preview: text(11)?,
+        tenant: TenantId::parse(&text(12)?).map_err(|_| unreadable("tenant"))?,
     })
 }
 

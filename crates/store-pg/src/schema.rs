@@ -109,6 +109,39 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (hook, delivery_id)
     );
     "#,
+    // Version 3: tenants, deployed versions and API keys (the SQLite
+    // file's version 4). `runs.tenant` comes from the run's `run_started`;
+    // `agents.tenant` owns the name, `active_version` is the deployed
+    // version and `agent_activations` the history roll-backs read;
+    // `api_keys` holds keys by public id with the SHA-256 of the whole key;
+    // `tenant_limits` a tenant's own limits as JSON.
+    r#"
+    ALTER TABLE runs ADD COLUMN tenant TEXT COLLATE "C" NOT NULL DEFAULT 'default';
+    CREATE INDEX runs_tenant ON runs (tenant, started_at_ms);
+    ALTER TABLE agents ADD COLUMN tenant TEXT COLLATE "C" NOT NULL DEFAULT 'default';
+    ALTER TABLE agents ADD COLUMN active_version TEXT;
+    CREATE TABLE agent_activations (
+        name TEXT COLLATE "C" NOT NULL,
+        version TEXT NOT NULL,
+        by_whom TEXT NOT NULL,
+        at_ms BIGINT NOT NULL,
+        activation BIGINT GENERATED ALWAYS AS IDENTITY,
+        PRIMARY KEY (name, activation)
+    );
+    CREATE TABLE api_keys (
+        id TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+        tenant TEXT COLLATE "C" NOT NULL,
+        name TEXT NOT NULL,
+        scopes TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        created_at_ms BIGINT NOT NULL,
+        revoked_at_ms BIGINT
+    );
+    CREATE TABLE tenant_limits (
+        tenant TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+        limits TEXT NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this build writes and understands.

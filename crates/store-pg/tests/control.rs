@@ -13,7 +13,7 @@ use rein_testkit::conformance::{
 };
 use rein_types::{
     AgentVersion, ChainFault, ChainReport, ControlStore, Event, Journal, JournalError, Lease, RunId, RunStatus, Store,
-    Usage, chain_hash,
+    TenantId, Usage, chain_hash,
 };
 use serde_json::json;
 use sqlx_core::query::query;
@@ -475,11 +475,11 @@ async fn agent_versions_round_trip() {
     let (_db, store) = TestDb::with_store().await;
     let (v1, v2) = (AgentVersion("a".repeat(64)), AgentVersion("b".repeat(64)));
     let definition = json!({"name": "mailer", "prompt": "Be brief — «quoted»", "limits": {"max_steps": 3}, "x": 0.1});
-    store.register_agent("mailer", &v1, &definition, 1_000).await.unwrap();
-    store.register_agent("mailer", &v2, &json!({"name": "mailer", "v": 2}), 2_000).await.unwrap();
+    store.register_agent(&TenantId::default(), "mailer", &v1, &definition, 1_000).await.unwrap();
+    store.register_agent(&TenantId::default(), "mailer", &v2, &json!({"name": "mailer", "v": 2}), 2_000).await.unwrap();
     // Registering a version again keeps the first registration.
-    store.register_agent("mailer", &v1, &json!({"other": true}), 3_000).await.unwrap();
-    store.register_agent("reader", &v1, &json!({}), 1_500).await.unwrap();
+    store.register_agent(&TenantId::default(), "mailer", &v1, &json!({"other": true}), 3_000).await.unwrap();
+    store.register_agent(&TenantId::default(), "reader", &v1, &json!({}), 1_500).await.unwrap();
     store.set_agent_enabled("ghost", false, "ops", 4_000).await.unwrap();
 
     assert_eq!(store.agent_definition("mailer", &v1).await.unwrap(), Some(definition));
@@ -497,8 +497,8 @@ async fn agent_versions_round_trip() {
 
     // Versions registered in the same millisecond: the later one is the latest.
     let (v3, v4) = (AgentVersion("d".repeat(64)), AgentVersion("0".repeat(64)));
-    store.register_agent("twins", &v3, &json!({}), 9_000).await.unwrap();
-    store.register_agent("twins", &v4, &json!({}), 9_000).await.unwrap();
+    store.register_agent(&TenantId::default(), "twins", &v3, &json!({}), 9_000).await.unwrap();
+    store.register_agent(&TenantId::default(), "twins", &v4, &json!({}), 9_000).await.unwrap();
     let twins = store.agents().await.unwrap().into_iter().find(|r| r.name == "twins").unwrap();
     assert_eq!(twins.latest_version.as_deref(), Some(v4.0.as_str()));
 }
@@ -614,4 +614,10 @@ async fn an_unreachable_server_is_a_connect_error_naming_it_without_the_password
     }
     let bad = PgStore::connect("postgres://127.0.0.1:notaport/journal").await;
     assert!(matches!(bad, Err(StoreError::Url(_))), "{bad:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_deploys_and_keys_conform() {
+    let (_db, store) = TestDb::with_store().await;
+    rein_testkit::access::run_all(&store).await;
 }

@@ -4,7 +4,7 @@
 //! (a person at the CLI, a run starting) and run on the write connection
 //! between group commits; reads run on the read pool.
 
-use rein_types::{AgentRecord, AgentVersion, JournalError, Lease, RunId};
+use rein_types::{Activation, AgentRecord, AgentVersion, AgentVersionRecord, JournalError, Lease, RunId, TenantId};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde_json::Value;
 
@@ -26,12 +26,33 @@ fn unsigned(value: i64) -> u64 {
 
 pub(crate) fn register_agent(
     conn: &mut Connection,
+    tenant: &TenantId,
     name: &str,
     version: &AgentVersion,
     definition: &str,
     now_ms: u64,
 ) -> Result<(), JournalError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(write_failed)?;
+    // The first tenant to register a name owns it. A row with no versions
+    // yet (a kill switch set before any registration) is claimed.
+    tx.prepare_cached("INSERT OR IGNORE INTO agents (name, tenant) VALUES (?1, ?2)")
+        .and_then(|mut s| s.execute([name, tenant.as_str()]))
+        .map_err(write_failed)?;
+    let (owner, versions): (String, i64) = tx
+        .prepare_cached(
+            "SELECT a.tenant, (SELECT COUNT(*) FROM agent_versions v WHERE v.name = a.name) FROM agents a
+             WHERE a.name = ?1",
+        )
+        .and_then(|mut s| s.query_row([name], |row| Ok((row.get(0)?, row.get(1)?))))
+        .map_err(write_failed)?;
+    if owner != tenant.as_str() {
+        if versions > 0 {
+            return Err(JournalError::Conflict(format!("agent name `{name}` belongs to another tenant")));
+        }
+        tx.prepare_cached("UPDATE agents SET tenant = ?2 WHERE name = ?1")
+            .and_then(|mut s| s.execute([name, tenant.as_str()]))
+            .map_err(write_failed)?;
+    }
     // A version is its content's hash: the same version is the same
     // definition, so registering it again keeps the first registration.
     tx.prepare_cached(
@@ -39,10 +60,55 @@ pub(crate) fn register_agent(
     )
     .and_then(|mut s| s.execute(params![name, version.0, definition, clamp(now_ms)]))
     .map_err(write_failed)?;
-    tx.prepare_cached("INSERT OR IGNORE INTO agents (name) VALUES (?1)")
-        .and_then(|mut s| s.execute([name]))
+    tx.commit().map_err(write_failed)
+}
+
+pub(crate) fn agent_versions(conn: &Connection, name: &str) -> Result<Vec<AgentVersionRecord>, JournalError> {
+    conn.prepare_cached(
+        "SELECT version, registered_at_ms FROM agent_versions WHERE name = ?1 ORDER BY registered_at_ms, rowid",
+    )
+    .and_then(|mut s| {
+        s.query_map([name], |row| {
+            Ok(AgentVersionRecord { version: row.get(0)?, registered_at_ms: unsigned(row.get(1)?) })
+        })
+        .and_then(|rows| rows.collect())
+    })
+    .map_err(read_failed)
+}
+
+pub(crate) fn activate_agent(
+    conn: &mut Connection,
+    name: &str,
+    version: &AgentVersion,
+    by: &str,
+    now_ms: u64,
+) -> Result<(), JournalError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(write_failed)?;
+    let registered = tx
+        .prepare_cached("SELECT 1 FROM agent_versions WHERE name = ?1 AND version = ?2")
+        .and_then(|mut s| s.exists(params![name, version.0]))
+        .map_err(write_failed)?;
+    if !registered {
+        return Err(JournalError::NotFound(format!("agent {name} version {}", version.0)));
+    }
+    tx.prepare_cached("UPDATE agents SET active_version = ?2 WHERE name = ?1")
+        .and_then(|mut s| s.execute(params![name, version.0]))
+        .map_err(write_failed)?;
+    tx.prepare_cached("INSERT INTO agent_activations (name, version, by, at_ms) VALUES (?1, ?2, ?3, ?4)")
+        .and_then(|mut s| s.execute(params![name, version.0, by, clamp(now_ms)]))
         .map_err(write_failed)?;
     tx.commit().map_err(write_failed)
+}
+
+pub(crate) fn activations(conn: &Connection, name: &str) -> Result<Vec<Activation>, JournalError> {
+    conn.prepare_cached("SELECT version, by, at_ms FROM agent_activations WHERE name = ?1 ORDER BY rowid")
+        .and_then(|mut s| {
+            s.query_map([name], |row| {
+                Ok(Activation { version: row.get(0)?, by: row.get(1)?, at_ms: unsigned(row.get(2)?) })
+            })
+            .and_then(|rows| rows.collect())
+        })
+        .map_err(read_failed)
 }
 
 pub(crate) fn agent_definition(
@@ -74,7 +140,8 @@ pub(crate) fn agents(conn: &Connection) -> Result<Vec<AgentRecord>, JournalError
             "SELECT n.name, COALESCE(a.enabled, 1), a.changed_by, a.changed_at_ms,
                     (SELECT COUNT(*) FROM agent_versions v WHERE v.name = n.name),
                     (SELECT v.version FROM agent_versions v WHERE v.name = n.name
-                     ORDER BY v.registered_at_ms DESC, v.rowid DESC LIMIT 1)
+                     ORDER BY v.registered_at_ms DESC, v.rowid DESC LIMIT 1),
+                    COALESCE(a.tenant, 'default'), a.active_version
              FROM (SELECT name FROM agents UNION SELECT name FROM agent_versions) n
              LEFT JOIN agents a ON a.name = n.name
              ORDER BY n.name",
@@ -89,6 +156,8 @@ pub(crate) fn agents(conn: &Connection) -> Result<Vec<AgentRecord>, JournalError
                 changed_at_ms: row.get::<_, Option<i64>>(3)?.map(unsigned),
                 versions: u32::try_from(row.get::<_, i64>(4)?).unwrap_or(u32::MAX),
                 latest_version: row.get(5)?,
+                tenant: TenantId::parse(&row.get::<_, String>(6)?).unwrap_or_default(),
+                active_version: row.get(7)?,
             })
         })
         .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())

@@ -21,6 +21,7 @@
 //! by [`ProcessIdentity`]), registered agent definitions, the kill switch,
 //! cancel requests and the webhook deliveries seen.
 
+mod access;
 mod chain;
 mod checkpoint;
 mod control;
@@ -31,8 +32,8 @@ mod writer;
 
 use async_trait::async_trait;
 use rein_types::{
-    AgentRecord, AgentVersion, ChainReport, ControlStore, Event, Journal, JournalError, Lease, RunFilter, RunId,
-    RunSummary,
+    AccessStore, Activation, AgentRecord, AgentVersion, AgentVersionRecord, ApiKeyRecord, ChainReport, ControlStore,
+    Event, Journal, JournalError, Lease, RunFilter, RunId, RunSummary, TenantId, TenantLimits,
 };
 use rusqlite::Connection;
 use serde_json::Value;
@@ -53,6 +54,7 @@ pub use schema::SCHEMA_VERSION;
 /// and lease changes the events imply), the chain hashes of a row, the
 /// append-only check, reading a row back, and the chain check.
 pub mod shared {
+    pub use crate::access::{decode_scopes, encode_scopes};
     pub use crate::chain::{ChainCheck, elements, hex};
     pub use crate::reader::decode_row;
     pub use crate::writer::{
@@ -278,12 +280,49 @@ impl Journal for SqliteJournal {
         let id_or_prefix = id_or_prefix.to_string();
         self.read(move |conn| reader::resolve(conn, &id_or_prefix)).await
     }
+
+    async fn summary(&self, run: RunId) -> Result<Option<RunSummary>, JournalError> {
+        self.read(move |conn| reader::run_summary(conn, run)).await
+    }
+}
+
+#[async_trait]
+impl AccessStore for SqliteJournal {
+    async fn create_api_key(&self, key: &ApiKeyRecord) -> Result<(), JournalError> {
+        let key = key.clone();
+        self.write(move |conn| access::create_api_key(conn, &key)).await
+    }
+
+    async fn api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>, JournalError> {
+        let id = id.to_string();
+        self.read(move |conn| access::api_key(conn, &id)).await
+    }
+
+    async fn api_keys(&self, tenant: Option<&TenantId>) -> Result<Vec<ApiKeyRecord>, JournalError> {
+        let tenant = tenant.cloned();
+        self.read(move |conn| access::api_keys(conn, tenant.as_ref())).await
+    }
+
+    async fn revoke_api_key(&self, id: &str, now_ms: u64) -> Result<bool, JournalError> {
+        let id = id.to_string();
+        self.write(move |conn| access::revoke_api_key(conn, &id, now_ms)).await
+    }
+
+    async fn set_tenant_limits(&self, tenant: &TenantId, limits: &TenantLimits) -> Result<(), JournalError> {
+        let (tenant, limits) = (tenant.clone(), *limits);
+        self.write(move |conn| access::set_tenant_limits(conn, &tenant, &limits)).await
+    }
+
+    async fn tenant_limits(&self) -> Result<Vec<(TenantId, TenantLimits)>, JournalError> {
+        self.read(access::tenant_limits).await
+    }
 }
 
 #[async_trait]
 impl ControlStore for SqliteJournal {
     async fn register_agent(
         &self,
+        tenant: &TenantId,
         name: &str,
         version: &AgentVersion,
         definition: &Value,
@@ -291,8 +330,29 @@ impl ControlStore for SqliteJournal {
     ) -> Result<(), JournalError> {
         let definition = serde_json::to_string(definition)
             .map_err(|e| JournalError::Storage(format!("cannot encode the definition of agent {name}: {e}")))?;
-        let (name, version) = (name.to_string(), version.clone());
-        self.write(move |conn| control::register_agent(conn, &name, &version, &definition, now_ms)).await
+        let (tenant, name, version) = (tenant.clone(), name.to_string(), version.clone());
+        self.write(move |conn| control::register_agent(conn, &tenant, &name, &version, &definition, now_ms)).await
+    }
+
+    async fn agent_versions(&self, name: &str) -> Result<Vec<AgentVersionRecord>, JournalError> {
+        let name = name.to_string();
+        self.read(move |conn| control::agent_versions(conn, &name)).await
+    }
+
+    async fn activate_agent(
+        &self,
+        name: &str,
+        version: &AgentVersion,
+        by: &str,
+        now_ms: u64,
+    ) -> Result<(), JournalError> {
+        let (name, version, by) = (name.to_string(), version.clone(), by.to_string());
+        self.write(move |conn| control::activate_agent(conn, &name, &version, &by, now_ms)).await
+    }
+
+    async fn activations(&self, name: &str) -> Result<Vec<Activation>, JournalError> {
+        let name = name.to_string();
+        self.read(move |conn| control::activations(conn, &name)).await
     }
 
     async fn agent_definition(&self, name: &str, version: &AgentVersion) -> Result<Option<Value>, JournalError> {

@@ -3,7 +3,7 @@
 //! committed state without blocking the writer or each other, so reads never
 //! queue behind appends.
 
-use rein_types::{Event, EventKind, JournalError, Lease, RunFilter, RunId, RunStatus, RunSummary, Usage};
+use rein_types::{Event, EventKind, JournalError, Lease, RunFilter, RunId, RunStatus, RunSummary, TenantId, Usage};
 use rusqlite::{Connection, OpenFlags, Row, params};
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -100,40 +100,62 @@ pub fn decode_row(run: RunId, first_seq: u64, body: &str, events: &mut Vec<Event
     Ok(())
 }
 
-/// One statement per filter shape rather than `(?1 IS NULL OR agent = ?1)`,
-/// which would stop SQLite from using the indexes. Each index also holds the
-/// primary key, so `started_at_ms DESC, run_id DESC` is a backwards index
-/// scan with no sort.
-macro_rules! select_runs {
-    ($where:literal) => {
-        concat!(
-            "SELECT run_id, agent, agent_version, status, started_at_ms, finished_at_ms, steps,
-                    input_tokens, output_tokens, cached_input_tokens, cost_usd, input_preview
-             FROM runs ",
-            $where,
-            " ORDER BY started_at_ms DESC, run_id DESC LIMIT ?3"
-        )
-    };
-}
+/// The columns [`summary`] reads, in its order.
+const SUMMARY_COLUMNS: &str = "run_id, agent, agent_version, status, started_at_ms, finished_at_ms, steps,
+    input_tokens, output_tokens, cached_input_tokens, cost_usd, input_preview, tenant";
 
-/// Runs matching `filter`, newest first.
+/// Runs matching `filter`, newest first. The filters present are ANDed as
+/// plain comparisons rather than `(?1 IS NULL OR agent = ?1)`, which would
+/// stop SQLite from using the indexes; `started_at_ms DESC, run_id DESC`
+/// is a backwards walk of `runs_started` (or `runs_tenant`) with no sort.
+/// Parameters are numbered, so every shape binds the same five values.
 pub(crate) fn runs(conn: &Connection, filter: &RunFilter) -> Result<Vec<RunSummary>, JournalError> {
-    let sql = match (&filter.agent, filter.status) {
-        (None, None) => select_runs!(""),
-        (Some(_), None) => select_runs!("WHERE agent = ?1"),
-        (None, Some(_)) => select_runs!("WHERE status = ?2"),
-        (Some(_), Some(_)) => select_runs!("WHERE agent = ?1 AND status = ?2"),
-    };
+    let mut conditions = Vec::new();
+    if filter.tenant.is_some() {
+        conditions.push("tenant = ?1");
+    }
+    if filter.agent.is_some() {
+        conditions.push("agent = ?2");
+    }
+    if filter.status.is_some() {
+        conditions.push("status = ?3");
+    }
+    if filter.since_ms.is_some() {
+        conditions.push("started_at_ms >= ?4");
+    }
+    let where_clause =
+        if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
+    let sql =
+        format!("SELECT {SUMMARY_COLUMNS} FROM runs {where_clause} ORDER BY started_at_ms DESC, run_id DESC LIMIT ?5");
     // A negative limit is SQLite's "no limit".
     let limit = filter.limit.map_or(-1, i64::from);
-    let mut statement = conn.prepare_cached(sql).map_err(read_failed)?;
-    let mut rows =
-        statement.query(params![filter.agent, filter.status.map(RunStatus::as_str), limit]).map_err(read_failed)?;
+    let since = filter.since_ms.map(|since| i64::try_from(since).unwrap_or(i64::MAX));
+    let mut statement = conn.prepare_cached(&sql).map_err(read_failed)?;
+    let mut rows = statement
+        .query(params![
+            filter.tenant.as_ref().map(TenantId::as_str),
+            filter.agent,
+            filter.status.map(RunStatus::as_str),
+            since,
+            limit
+        ])
+        .map_err(read_failed)?;
     let mut runs = Vec::new();
     while let Some(row) = rows.next().map_err(read_failed)? {
         runs.push(summary(row)?);
     }
     Ok(runs)
+}
+
+/// One run's summary.
+pub(crate) fn run_summary(conn: &Connection, run: RunId) -> Result<Option<RunSummary>, JournalError> {
+    let sql = format!("SELECT {SUMMARY_COLUMNS} FROM runs WHERE run_id = ?1");
+    let mut statement = conn.prepare_cached(&sql).map_err(read_failed)?;
+    let mut rows = statement.query([run.to_string()]).map_err(read_failed)?;
+    match rows.next().map_err(read_failed)? {
+        Some(row) => Ok(Some(summary(row)?)),
+        None => Ok(None),
+    }
 }
 
 /// Runs that are not over (running, or suspended until a person acts),
@@ -144,7 +166,7 @@ pub(crate) fn unfinished_runs(conn: &Connection) -> Result<Vec<(RunSummary, Opti
     let mut statement = conn
         .prepare_cached(
             "SELECT r.run_id, r.agent, r.agent_version, r.status, r.started_at_ms, r.finished_at_ms, r.steps,
-                    r.input_tokens, r.output_tokens, r.cached_input_tokens, r.cost_usd, r.input_preview,
+                    r.input_tokens, r.output_tokens, r.cached_input_tokens, r.cost_usd, r.input_preview, r.tenant,
                     l.owner, l.since_ms
              FROM runs r LEFT JOIN leases l ON l.run_id = r.run_id
              WHERE r.status IN ('running', 'waiting_approval', 'needs_reconciliation')
@@ -154,8 +176,8 @@ pub(crate) fn unfinished_runs(conn: &Connection) -> Result<Vec<(RunSummary, Opti
     let mut rows = statement.query([]).map_err(read_failed)?;
     let mut runs = Vec::new();
     while let Some(row) = rows.next().map_err(read_failed)? {
-        let owner: Option<String> = row.get(12).map_err(read_failed)?;
-        let since_ms: Option<i64> = row.get(13).map_err(read_failed)?;
+        let owner: Option<String> = row.get(13).map_err(read_failed)?;
+        let since_ms: Option<i64> = row.get(14).map_err(read_failed)?;
         let lease =
             owner.map(|owner| Lease { owner, since_ms: since_ms.map_or(0, |at| u64::try_from(at).unwrap_or(0)) });
         runs.push((summary(row)?, lease));
@@ -180,6 +202,7 @@ fn summary(row: &Row<'_>) -> Result<RunSummary, JournalError> {
         usage: Usage { input_tokens: count(7)?, output_tokens: count(8)?, cached_input_tokens: count(9)? },
         cost_usd: row.get(10).map_err(read_failed)?,
         input_preview: text(11)?,
+        tenant: TenantId::parse(&text(12)?).map_err(|_| unreadable("tenant"))?,
     })
 }
 

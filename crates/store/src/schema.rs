@@ -111,6 +111,41 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (hook, delivery_id)
     ) WITHOUT ROWID;
     "#,
+    // Version 4: tenants, deployed versions and API keys.
+    //
+    // `runs.tenant` comes from the run's `run_started` (the default tenant
+    // for runs journaled before tenants); `runs_tenant` serves a tenant's
+    // listings newest first. `agents.tenant` owns the name; `active_version`
+    // is the deployed version, and `agent_activations` the history of
+    // deploys that a roll-back reads (rowid order). `api_keys` holds keys by
+    // their public id with the SHA-256 of the whole key; `tenant_limits` a
+    // tenant's own limits as JSON.
+    r#"
+    ALTER TABLE runs ADD COLUMN tenant TEXT NOT NULL DEFAULT 'default';
+    CREATE INDEX runs_tenant ON runs (tenant, started_at_ms);
+    ALTER TABLE agents ADD COLUMN tenant TEXT NOT NULL DEFAULT 'default';
+    ALTER TABLE agents ADD COLUMN active_version TEXT;
+    CREATE TABLE agent_activations (
+        name TEXT NOT NULL,
+        version TEXT NOT NULL,
+        by TEXT NOT NULL,
+        at_ms INTEGER NOT NULL
+    );
+    CREATE INDEX agent_activations_name ON agent_activations (name);
+    CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        name TEXT NOT NULL,
+        scopes TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        created_at_ms INTEGER NOT NULL,
+        revoked_at_ms INTEGER
+    ) WITHOUT ROWID;
+    CREATE TABLE tenant_limits (
+        tenant TEXT PRIMARY KEY,
+        limits TEXT NOT NULL
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The schema version this build writes and understands.

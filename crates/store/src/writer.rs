@@ -62,9 +62,10 @@ const NEWEST_ROW: &str = "SELECT last_seq, hashes FROM events WHERE run_id = ?1 
 /// `RunStarted` (no longer written: resumption appends `RunResumed`, but
 /// tolerated) refreshes what it describes and keeps the totals counted.
 const UPSERT_STARTED: &str =
-    "INSERT INTO runs (run_id, agent, agent_version, status, started_at_ms, input_preview, head_hash, last_seq)
-     VALUES (?1, ?2, ?3, 'running', ?4, ?5, ?6, ?7)
+    "INSERT INTO runs (run_id, agent, agent_version, status, started_at_ms, input_preview, head_hash, last_seq, tenant)
+     VALUES (?1, ?2, ?3, 'running', ?4, ?5, ?6, ?7, ?8)
      ON CONFLICT (run_id) DO UPDATE SET
+         tenant = excluded.tenant,
          agent = excluded.agent,
          agent_version = excluded.agent_version,
          status = 'running',
@@ -141,6 +142,7 @@ pub struct Row {
 
 /// What a `RunStarted` writes into its run's summary.
 pub struct Started {
+    pub tenant: String,
     pub agent: String,
     pub agent_version: String,
     pub started_at_ms: i64,
@@ -183,8 +185,9 @@ pub struct RunChange {
 impl RunChange {
     fn apply(&mut self, at_ms: i64, kind: &EventKind) {
         match kind {
-            EventKind::RunStarted { agent, agent_version, input, .. } => {
+            EventKind::RunStarted { agent, agent_version, input, tenant, .. } => {
                 self.started = Some(Started {
+                    tenant: tenant.as_str().to_owned(),
                     agent: agent.clone(),
                     agent_version: agent_version.0.clone(),
                     started_at_ms: at_ms,
@@ -696,7 +699,8 @@ fn write_batch(conn: &WriteConn, batch: &Batch, staged: &Staged) -> Result<Vec<(
                             started.started_at_ms,
                             started.input_preview,
                             head_of(&hashes),
-                            row.last_seq
+                            row.last_seq,
+                            started.tenant
                         ])
                     })
                     .map_err(write_failed)?;

@@ -9,7 +9,7 @@ use rein_testkit::conformance::{
 };
 use rein_types::{
     AgentVersion, ChainFault, ChainReport, ControlStore, Event, Journal, JournalError, Lease, RunId, RunStatus, Store,
-    Usage, chain_hash,
+    TenantId, Usage, chain_hash,
 };
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -354,11 +354,14 @@ async fn agent_versions_round_trip() {
     let (_dir, _path, journal) = fresh();
     let (v1, v2) = (AgentVersion("a".repeat(64)), AgentVersion("b".repeat(64)));
     let definition = json!({"name": "mailer", "prompt": "Be brief — «quoted»", "limits": {"max_steps": 3}});
-    journal.register_agent("mailer", &v1, &definition, 1_000).await.unwrap();
-    journal.register_agent("mailer", &v2, &json!({"name": "mailer", "v": 2}), 2_000).await.unwrap();
+    journal.register_agent(&TenantId::default(), "mailer", &v1, &definition, 1_000).await.unwrap();
+    journal
+        .register_agent(&TenantId::default(), "mailer", &v2, &json!({"name": "mailer", "v": 2}), 2_000)
+        .await
+        .unwrap();
     // Registering a version again keeps the first registration.
-    journal.register_agent("mailer", &v1, &json!({"other": true}), 3_000).await.unwrap();
-    journal.register_agent("reader", &v1, &json!({}), 1_500).await.unwrap();
+    journal.register_agent(&TenantId::default(), "mailer", &v1, &json!({"other": true}), 3_000).await.unwrap();
+    journal.register_agent(&TenantId::default(), "reader", &v1, &json!({}), 1_500).await.unwrap();
     journal.set_agent_enabled("ghost", false, "ops", 4_000).await.unwrap();
 
     assert_eq!(journal.agent_definition("mailer", &v1).await.unwrap(), Some(definition));
@@ -545,4 +548,10 @@ fn control_lookups_are_served_by_keys() {
          JOIN agents a ON a.name = r.agent WHERE a.enabled = 0",
     );
     assert!(!disabled.contains("SCAN r") && !disabled.contains("SCAN a"), "{disabled}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_deploys_and_keys_conform() {
+    let (_dir, _path, journal) = fresh();
+    rein_testkit::access::run_all(&journal).await;
 }

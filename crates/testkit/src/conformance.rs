@@ -28,7 +28,7 @@
 
 use rein_types::{
     AgentVersion, Event, EventKind, FinishReason, Journal, JournalError, LimitKind, Limits, ModelErrorKind,
-    PartialResult, Reconciliation, RejectReason, RiskTier, RunFilter, RunId, RunStatus, RunSummary, ToolCall,
+    PartialResult, Reconciliation, RejectReason, RiskTier, RunFilter, RunId, RunStatus, RunSummary, TenantId, ToolCall,
     ToolCallId, ToolOutcome, Usage,
 };
 use serde_json::json;
@@ -50,6 +50,7 @@ where
     summary_sums_model_responses(&make()).await;
     run_finished_totals_win(&make()).await;
     runs_filter_and_order(&make()).await;
+    runs_belong_to_their_tenant(&make()).await;
     resolve_by_id_and_prefix(&make()).await;
     suspended_and_resumed_runs_list_their_status(&make()).await;
     concurrent_appenders(Arc::new(make())).await;
@@ -73,6 +74,7 @@ pub fn run_started(run: RunId, seq: u64, at_ms: u64, agent: &str, input: &str) -
             input: input.to_string(),
             limits: Limits::default(),
             format: rein_types::JOURNAL_FORMAT_VERSION,
+            tenant: TenantId::default(),
         },
     }
 }
@@ -175,6 +177,7 @@ pub fn every_kind(run: RunId, at_ms: u64) -> Vec<Event> {
             input: "Résumé \"quoted\"\nsecond line\ttab".into(),
             limits: Limits { max_tokens: Some(50_000), max_cost_usd: Some(0.1), ..Limits::default() },
             format: rein_types::JOURNAL_FORMAT_VERSION,
+            tenant: TenantId::parse("acme-co").expect("a valid tenant"),
         },
         EventKind::ModelRequested {
             step: 1,
@@ -403,6 +406,7 @@ pub async fn summary_follows_run_started(journal: &dyn Journal) {
         summary_of(journal, multi_line).await,
         RunSummary {
             run_id: multi_line,
+            tenant: TenantId::default(),
             agent: "greeter".into(),
             agent_version: AGENT_VERSION.into(),
             status: RunStatus::Running,
@@ -493,6 +497,7 @@ pub async fn run_finished_totals_win(journal: &dyn Journal) {
         summary_of(journal, run).await,
         RunSummary {
             run_id: run,
+            tenant: TenantId::default(),
             agent: "finisher".into(),
             agent_version: AGENT_VERSION.into(),
             status: RunStatus::Escalated,
@@ -533,6 +538,7 @@ pub async fn runs_filter_and_order(journal: &dyn Journal) {
         agent: agent.map(str::to_string),
         status,
         limit,
+        ..RunFilter::default()
     };
     let cases: [(RunFilter, Vec<u64>); 9] = [
         (filter(None, None, None), vec![5_000, 4_000, 3_000, 2_000, 1_000]),
@@ -553,6 +559,42 @@ pub async fn runs_filter_and_order(journal: &dyn Journal) {
     for summary in all {
         assert_eq!(Some(&summary.run_id), ids.get(&summary.started_at_ms), "summaries carry their run's id");
     }
+    let since = RunFilter { since_ms: Some(3_000), ..RunFilter::default() };
+    assert_eq!(listed(ok(journal.runs(&since).await, "list runs")), vec![5_000, 4_000, 3_000], "since_ms");
+    let since_limited = RunFilter { since_ms: Some(2_000), limit: Some(10), agent: Some("beta".into()), ..since };
+    assert_eq!(listed(ok(journal.runs(&since_limited).await, "list runs")), vec![5_000, 2_000], "since_ms and agent");
+}
+
+/// `run_started`'s tenant lands on the run's summary, and listings filter
+/// by it: one tenant never sees another's runs, whatever else is asked.
+pub async fn runs_belong_to_their_tenant(journal: &dyn Journal) {
+    let acme = TenantId::parse("acme").expect("a valid tenant");
+    let globex = TenantId::parse("globex").expect("a valid tenant");
+    let mut owned = Vec::new();
+    for (index, tenant) in [&acme, &globex, &acme].into_iter().enumerate() {
+        let run = RunId::new();
+        let mut started = run_started(run, 0, 1_000 + index as u64, "shared-agent", "x");
+        if let EventKind::RunStarted { tenant: slot, .. } = &mut started.kind {
+            *slot = tenant.clone();
+        }
+        ok(journal.append(&[started]).await, "append a run");
+        owned.push((run, tenant.clone()));
+    }
+    for tenant in [&acme, &globex] {
+        let filter = RunFilter { tenant: Some(tenant.clone()), ..RunFilter::default() };
+        let listed = ok(journal.runs(&filter).await, "list a tenant's runs");
+        let expected: Vec<RunId> =
+            owned.iter().rev().filter(|(_, owner)| owner == tenant).map(|(run, _)| *run).collect();
+        assert_eq!(listed.iter().map(|r| r.run_id).collect::<Vec<_>>(), expected, "{tenant}'s runs");
+        assert!(listed.iter().all(|r| &r.tenant == tenant));
+    }
+    for (run, tenant) in &owned {
+        let summary = ok(journal.summary(*run).await, "one run's summary");
+        assert_eq!(summary.map(|s| s.tenant), Some(tenant.clone()), "summary({run}) carries its tenant");
+    }
+    assert_eq!(ok(journal.summary(RunId::new()).await, "an unknown run"), None);
+    let nobody = RunFilter { tenant: Some(TenantId::parse("initech").expect("valid")), ..RunFilter::default() };
+    assert!(ok(journal.runs(&nobody).await, "list").is_empty());
 }
 
 /// A full id (in any case) or a unique prefix resolves; a shared prefix is

@@ -59,9 +59,10 @@ fn duplicate(run: RunId, seq: u64) -> JournalError {
 /// store runs in the same transaction as the insert.
 fn apply_to_summary(runs: &mut HashMap<RunId, RunSummary>, event: &Event) {
     match &event.kind {
-        EventKind::RunStarted { agent, agent_version, input, .. } => {
+        EventKind::RunStarted { agent, agent_version, input, tenant, .. } => {
             let summary = runs.entry(event.run_id).or_insert_with(|| RunSummary {
                 run_id: event.run_id,
+                tenant: tenant.clone(),
                 agent: String::new(),
                 agent_version: String::new(),
                 status: RunStatus::Running,
@@ -148,6 +149,8 @@ impl Journal for MemoryJournal {
             .values()
             .filter(|run| filter.agent.as_ref().is_none_or(|agent| &run.agent == agent))
             .filter(|run| filter.status.is_none_or(|status| run.status == status))
+            .filter(|run| filter.tenant.as_ref().is_none_or(|tenant| &run.tenant == tenant))
+            .filter(|run| filter.since_ms.is_none_or(|since| run.started_at_ms >= since))
             .cloned()
             .collect();
         runs.sort_by(|a, b| b.started_at_ms.cmp(&a.started_at_ms).then_with(|| b.run_id.cmp(&a.run_id)));

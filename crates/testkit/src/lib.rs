@@ -9,6 +9,7 @@
 //! - [`openai_server`]: a local HTTP server speaking the OpenAI Chat
 //!   Completions wire format, for end-to-end tests.
 
+pub mod access;
 pub mod clock;
 pub mod conformance;
 pub mod journal;

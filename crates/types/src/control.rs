@@ -4,7 +4,8 @@
 //! which process holds a run, and the hash chain that makes the journal
 //! tamper-evident.
 
-use crate::ids::{AgentVersion, RunId};
+use crate::access::AccessStore;
+use crate::ids::{AgentVersion, RunId, TenantId};
 use crate::ports::{Journal, JournalError, RunSummary};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -40,6 +41,38 @@ pub struct AgentRecord {
     pub versions: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latest_version: Option<String>,
+    /// The tenant that registered the name first, and owns it.
+    #[serde(default)]
+    pub tenant: TenantId,
+    /// The version deployed (served by `rein serve`); `None` until one is
+    /// activated. Registering a version for resume (`rein run`) does not
+    /// deploy it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_version: Option<String>,
+}
+
+/// One registered version of an agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentVersionRecord {
+    pub version: String,
+    pub registered_at_ms: u64,
+}
+
+/// One change of an agent's active version, oldest first in a history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Activation {
+    pub version: String,
+    pub by: String,
+    pub at_ms: u64,
+}
+
+/// The version a roll-back activates: the one that was active before the
+/// current version's latest activation. Rolling back twice toggles between
+/// the two, like undoing the last deploy. `None` when there is nothing to
+/// go back to.
+pub fn rollback_target(history: &[Activation]) -> Option<&str> {
+    let current = history.last()?;
+    history.iter().rev().skip(1).map(|a| a.version.as_str()).find(|version| *version != current.version)
 }
 
 /// The process holding a run: it appended the run's start or resumption and
@@ -102,8 +135,13 @@ impl ChainReport {
 pub trait ControlStore: Send + Sync {
     /// Records an agent version's definition (what resume rebuilds the agent
     /// from). Registering the same version again changes nothing.
+    ///
+    /// The first registration of a name makes `tenant` its owner; a
+    /// registration by another tenant is refused with
+    /// [`JournalError::Conflict`] and changes nothing.
     async fn register_agent(
         &self,
+        tenant: &TenantId,
         name: &str,
         version: &AgentVersion,
         definition: &Value,
@@ -115,6 +153,28 @@ pub trait ControlStore: Send + Sync {
 
     /// Every agent with a registered version or a kill-switch state, by name.
     async fn agents(&self) -> Result<Vec<AgentRecord>, JournalError>;
+
+    /// One agent's record.
+    async fn agent(&self, name: &str) -> Result<Option<AgentRecord>, JournalError> {
+        Ok(self.agents().await?.into_iter().find(|record| record.name == name))
+    }
+
+    /// `name`'s registered versions, oldest first.
+    async fn agent_versions(&self, name: &str) -> Result<Vec<AgentVersionRecord>, JournalError>;
+
+    /// Deploys `version` of `name` (it must be registered: otherwise
+    /// [`JournalError::NotFound`]) and records who did, in the history that
+    /// roll-backs read.
+    async fn activate_agent(
+        &self,
+        name: &str,
+        version: &AgentVersion,
+        by: &str,
+        now_ms: u64,
+    ) -> Result<(), JournalError>;
+
+    /// `name`'s activations, oldest first.
+    async fn activations(&self, name: &str) -> Result<Vec<Activation>, JournalError>;
 
     /// The kill switch.
     async fn set_agent_enabled(&self, name: &str, enabled: bool, by: &str, now_ms: u64) -> Result<(), JournalError>;
@@ -154,7 +214,7 @@ pub trait ControlStore: Send + Sync {
 /// tables, and this process's name as a holder of runs. The CLI and the
 /// server work against this, whichever backend is behind it.
 #[async_trait]
-pub trait Store: Journal + ControlStore {
+pub trait Store: Journal + ControlStore + AccessStore {
     /// Who the runs this handle starts or resumes are leased to.
     fn owner(&self) -> &str;
 

@@ -3,7 +3,7 @@
 //! with a new [`JOURNAL_FORMAT_VERSION`] and a reader for the old one.
 
 use crate::agent::Limits;
-use crate::ids::{AgentVersion, RunId};
+use crate::ids::{AgentVersion, RunId, TenantId};
 use crate::message::ToolCall;
 use crate::model::{FinishReason, ModelErrorKind};
 use crate::outcome::{PartialResult, RunStatus};
@@ -104,6 +104,10 @@ pub enum EventKind {
         input: String,
         limits: Limits,
         format: u16,
+        /// Whose run this is. Left out of the stored event for the default
+        /// tenant, so journals written before tenants read unchanged.
+        #[serde(default, skip_serializing_if = "TenantId::is_default")]
+        tenant: TenantId,
     },
     /// A model call is about to be made.
     ModelRequested {

@@ -35,6 +35,64 @@ impl fmt::Display for RunId {
     }
 }
 
+/// The tenant a record belongs to: every run, agent and API key has one.
+/// Lowercase ASCII letters, digits, `-` and `_`, 1 to 64 of them, so a
+/// tenant can appear in URLs, metrics labels and logs as it is. Records made
+/// without tenants (the CLI on one machine) belong to [`TenantId::DEFAULT`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct TenantId(String);
+
+/// Why a tenant name was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a tenant name: use 1 to 64 lowercase letters, digits, `-` or `_`")]
+pub struct TenantIdError(pub String);
+
+impl TenantId {
+    pub const DEFAULT: &'static str = "default";
+
+    pub fn parse(text: &str) -> Result<Self, TenantIdError> {
+        let valid = !text.is_empty()
+            && text.len() <= 64
+            && text.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if valid { Ok(Self(text.to_owned())) } else { Err(TenantIdError(text.to_owned())) }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_default(&self) -> bool {
+        self.0 == Self::DEFAULT
+    }
+}
+
+impl Default for TenantId {
+    fn default() -> Self {
+        Self(Self::DEFAULT.to_owned())
+    }
+}
+
+impl TryFrom<String> for TenantId {
+    type Error = TenantIdError;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        Self::parse(&text)
+    }
+}
+
+impl From<TenantId> for String {
+    fn from(tenant: TenantId) -> Self {
+        tenant.0
+    }
+}
+
+impl fmt::Display for TenantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// The id a model gave one tool call; tool results are matched to calls by it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]

@@ -10,6 +10,7 @@
 //! newtypes and (de)serialisation: the loop lives in `rein-core`, I/O lives in
 //! the edge crates.
 
+pub mod access;
 pub mod agent;
 pub mod control;
 pub mod decl;
@@ -22,13 +23,15 @@ pub mod ports;
 pub mod tool;
 pub mod usage;
 
+pub use access::{AccessStore, ApiKeyRecord, Scope, TenantLimits};
 pub use agent::{AgentSpec, Limits, ModelRef, ModelSettings, Phase, Route, StopConditions};
 pub use control::{
-    AgentRecord, CHAIN_GENESIS, ChainFault, ChainProblem, ChainReport, ControlStore, Lease, Store, chain_hash,
+    Activation, AgentRecord, AgentVersionRecord, CHAIN_GENESIS, ChainFault, ChainProblem, ChainReport, ControlStore,
+    Lease, Store, chain_hash, rollback_target,
 };
 pub use decl::{BodyMapping, HttpToolDecl, ProviderDecl, RetryPolicy, SqlMode, SqlToolDecl, ToolImpl, WebhookDecl};
 pub use event::{Event, EventKind, JOURNAL_FORMAT_VERSION, LimitKind, Reconciliation, RejectReason};
-pub use ids::{AgentVersion, IdempotencyKey, RunId, ToolCallId, ToolName, ToolNameError};
+pub use ids::{AgentVersion, IdempotencyKey, RunId, TenantId, TenantIdError, ToolCallId, ToolName, ToolNameError};
 pub use message::{Message, ToolCall};
 pub use model::{FinishReason, ModelError, ModelErrorKind, ModelRequest, ModelResponse};
 pub use outcome::{PartialResult, PendingAction, PendingKind, RunOutcome, RunStatus};

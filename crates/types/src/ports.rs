@@ -3,7 +3,7 @@
 //! none of them depends on the runtime.
 
 use crate::event::Event;
-use crate::ids::{IdempotencyKey, RunId};
+use crate::ids::{IdempotencyKey, RunId, TenantId};
 use crate::model::{ModelError, ModelRequest, ModelResponse};
 use crate::outcome::RunStatus;
 use crate::tool::{ToolOutcome, ToolSpec};
@@ -102,6 +102,8 @@ pub enum JournalError {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunSummary {
     pub run_id: RunId,
+    #[serde(default)]
+    pub tenant: TenantId,
     pub agent: String,
     pub agent_version: String,
     pub status: RunStatus,
@@ -118,8 +120,11 @@ pub struct RunSummary {
 /// Which runs to list, newest first.
 #[derive(Debug, Clone, Default)]
 pub struct RunFilter {
+    pub tenant: Option<TenantId>,
     pub agent: Option<String>,
     pub status: Option<RunStatus>,
+    /// Only runs started at or after this time (Unix ms).
+    pub since_ms: Option<u64>,
     pub limit: Option<u32>,
 }
 
@@ -138,6 +143,12 @@ pub trait Journal: Send + Sync {
 
     /// Resolves a full id or a unique prefix of one.
     async fn resolve(&self, id_or_prefix: &str) -> Result<RunId, JournalError>;
+
+    /// One run's summary, if it has started. The default walks the whole
+    /// listing; stores look it up by key.
+    async fn summary(&self, run: RunId) -> Result<Option<RunSummary>, JournalError> {
+        Ok(self.runs(&RunFilter::default()).await?.into_iter().find(|summary| summary.run_id == run))
+    }
 }
 
 /// Where time comes from, so tests can control it.
