@@ -6,6 +6,7 @@
 
 use crate::ids::{AgentVersion, RunId};
 use crate::ports::{Journal, JournalError, RunSummary};
+use crate::queue::RunQueue;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -151,10 +152,10 @@ pub trait ControlStore: Send + Sync {
 }
 
 /// Everything rein keeps, behind one handle: the journal, the control
-/// tables, and this process's name as a holder of runs. The CLI and the
+/// tables, the run queue, and this process's name as a holder of runs. The CLI and the
 /// server work against this, whichever backend is behind it.
 #[async_trait]
-pub trait Store: Journal + ControlStore {
+pub trait Store: Journal + ControlStore + RunQueue {
     /// Who the runs this handle starts or resumes are leased to.
     fn owner(&self) -> &str;
 
