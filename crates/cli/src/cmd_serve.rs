@@ -66,7 +66,7 @@ pub async fn run(args: ServeArgs, db: &Path) -> anyhow::Result<u8> {
 }
 
 /// Completes on Ctrl-C or SIGTERM.
-async fn shutdown() {
+pub async fn shutdown() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

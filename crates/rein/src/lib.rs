@@ -45,6 +45,7 @@
 
 mod load;
 mod operate;
+pub mod worker;
 
 pub use load::{AgentDefinition, LoadError, LoadedAgent, Overrides, load_agent, load_definition, load_definition_str};
 pub use operate::{OperateError, Operator, WaitingApproval, now_ms, outcome_json, step_and_index, step_and_index_of};
