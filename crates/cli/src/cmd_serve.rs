@@ -26,6 +26,17 @@ pub struct ServeArgs {
     /// receiver on the same machine or network).
     #[arg(long)]
     allow_private_callbacks: bool,
+    /// Queued runs (async API runs, webhook runs, `rein runs submit`) this
+    /// server drives at once; 0 leaves them to separate `rein worker`s.
+    #[arg(long, default_value_t = 4)]
+    workers: usize,
+    /// The queue lease on runs driven here (see `rein worker --lease-ttl`).
+    #[arg(long, default_value = "15s", value_parser = crate::cmd_worker::duration)]
+    lease_ttl: std::time::Duration,
+    /// After SIGTERM or Ctrl-C, how long runs in flight may go on before
+    /// they are stopped and handed back to the queue.
+    #[arg(long, default_value = "30s", value_parser = crate::cmd_worker::duration)]
+    drain_timeout: std::time::Duration,
 }
 
 pub async fn run(args: ServeArgs, db: &Path) -> anyhow::Result<u8> {
@@ -39,6 +50,7 @@ pub async fn run(args: ServeArgs, db: &Path) -> anyhow::Result<u8> {
         max_body_bytes: args.max_body_bytes,
         callback_secret,
         allow_private_callbacks: args.allow_private_callbacks,
+        lease_ttl: args.lease_ttl,
     };
     let state = AppState::new(operator, config);
     for path in &args.agents {
@@ -59,9 +71,21 @@ pub async fn run(args: ServeArgs, db: &Path) -> anyhow::Result<u8> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    eprintln!("rein serve: listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, rein_server::router(state)).with_graceful_shutdown(shutdown()).await?;
-    eprintln!("rein serve: stopped; unfinished runs are in the journal (`rein runs resume --all`)");
+    eprintln!("rein serve: listening on http://{}, driving up to {} queued runs", listener.local_addr()?, args.workers);
+    // One signal stops both the API and the worker loop, which drains.
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown().await;
+        let _ = stop.send(true);
+    });
+    let signalled = |mut stopping: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopping.wait_for(|stop| *stop).await;
+    };
+    let worker = state.worker(args.workers, args.drain_timeout);
+    let api = axum::serve(listener, rein_server::router(state)).with_graceful_shutdown(signalled(stopping.clone()));
+    let (served, _report) = tokio::join!(api, worker.run(signalled(stopping)));
+    served?;
+    eprintln!("rein serve: stopped; unfinished runs are in the journal (workers take up queued ones)");
     Ok(0)
 }
 
