@@ -71,7 +71,8 @@ pub async fn run(args: ServeArgs, db: &Path) -> anyhow::Result<u8> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    eprintln!("rein serve: listening on http://{}, driving up to {} queued runs", listener.local_addr()?, args.workers);
+    eprintln!("rein serve: driving up to {} queued runs at once", args.workers);
+    eprintln!("rein serve: listening on http://{}", listener.local_addr()?);
     // One signal stops both the API and the worker loop, which drains.
     let (stop, stopping) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
