@@ -73,7 +73,7 @@ pub fn report(outcome: &RunOutcome, json: bool, streamed: bool) -> u8 {
 
 /// Reports an error that kept the run from starting: on stderr, and with
 /// `--json` also as one JSON object on stdout, so scripts always get JSON.
-fn usage_error(json: bool, code: &str, message: &str) -> u8 {
+pub fn usage_error(json: bool, code: &str, message: &str) -> u8 {
     eprintln!("{message}");
     if json {
         println!("{}", serde_json::json!({ "error": { "code": code, "message": message } }));
@@ -81,7 +81,7 @@ fn usage_error(json: bool, code: &str, message: &str) -> u8 {
     EXIT_USAGE
 }
 
-fn read_input(arg: &str) -> anyhow::Result<String> {
+pub fn read_input(arg: &str) -> anyhow::Result<String> {
     match arg.strip_prefix('@') {
         Some("-") => {
             let mut text = String::new();

@@ -26,6 +26,9 @@ pub enum RunsCommand {
     Cancel(CancelArgs),
     /// Say what became of a call that was in flight when the process died.
     Reconcile(ReconcileArgs),
+    /// Queue a run of an agent for `rein worker`s (or `rein serve`) to
+    /// drive; prints its id.
+    Submit(crate::cmd_worker::SubmitArgs),
 }
 
 #[derive(Args)]
@@ -112,6 +115,11 @@ pub struct ShowArgs {
 }
 
 pub async fn run(command: RunsCommand, db: &Path) -> anyhow::Result<u8> {
+    // A submission may be the store's first use: it creates the store.
+    let command = match command {
+        RunsCommand::Submit(args) => return crate::cmd_worker::submit(args, db).await,
+        command => command,
+    };
     if !crate::session::store_exists(db) {
         return Ok(crate::EXIT_USAGE);
     }
@@ -121,6 +129,7 @@ pub async fn run(command: RunsCommand, db: &Path) -> anyhow::Result<u8> {
         RunsCommand::Resume(args) => resume(Arc::new(Session::open(db).await?), args).await,
         RunsCommand::Cancel(args) => cancel(&Session::open(db).await?, args).await,
         RunsCommand::Reconcile(args) => reconcile(&Session::open(db).await?, args).await,
+        RunsCommand::Submit(args) => crate::cmd_worker::submit(args, db).await,
     }
 }
 

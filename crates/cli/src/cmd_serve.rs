@@ -43,6 +43,17 @@ pub struct ServeArgs {
     /// receiver on the same machine or network).
     #[arg(long)]
     allow_private_callbacks: bool,
+    /// Queued runs (async API runs, webhook runs, `rein runs submit`) this
+    /// server drives at once; 0 leaves them to separate `rein worker`s.
+    #[arg(long, default_value_t = 4)]
+    workers: usize,
+    /// The queue lease on runs driven here (see `rein worker --lease-ttl`).
+    #[arg(long, default_value = "15s", value_parser = crate::cmd_worker::duration)]
+    lease_ttl: std::time::Duration,
+    /// After SIGTERM or Ctrl-C, how long runs in flight may go on before
+    /// they are stopped and handed back to the queue.
+    #[arg(long, default_value = "30s", value_parser = crate::cmd_worker::duration)]
+    drain_timeout: std::time::Duration,
 }
 
 pub async fn run(args: ServeArgs, db: &Path) -> anyhow::Result<u8> {
@@ -73,6 +84,7 @@ pub async fn run(args: ServeArgs, db: &Path) -> anyhow::Result<u8> {
             burst: Some(args.tenant_burst),
             max_concurrent_runs: Some(args.tenant_max_concurrent_runs),
         },
+        lease_ttl: args.lease_ttl,
     };
     if !args.no_auth && operator.store().api_keys(None).await?.iter().all(|key| key.revoked_at_ms.is_some()) {
         eprintln!("rein serve: no API keys yet; make one with `rein keys create --tenant {tenant} --scope admin`");
@@ -100,14 +112,27 @@ pub async fn run(args: ServeArgs, db: &Path) -> anyhow::Result<u8> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
+    eprintln!("rein serve: driving up to {} queued runs at once", args.workers);
     eprintln!("rein serve: listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, rein_server::router(state)).with_graceful_shutdown(shutdown()).await?;
-    eprintln!("rein serve: stopped; unfinished runs are in the journal (`rein runs resume --all`)");
+    // One signal stops both the API and the worker loop, which drains.
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown().await;
+        let _ = stop.send(true);
+    });
+    let signalled = |mut stopping: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopping.wait_for(|stop| *stop).await;
+    };
+    let worker = state.worker(args.workers, args.drain_timeout);
+    let api = axum::serve(listener, rein_server::router(state)).with_graceful_shutdown(signalled(stopping.clone()));
+    let (served, _report) = tokio::join!(api, worker.run(signalled(stopping)));
+    served?;
+    eprintln!("rein serve: stopped; unfinished runs are in the journal (workers take up queued ones)");
     Ok(0)
 }
 
 /// Completes on Ctrl-C or SIGTERM.
-async fn shutdown() {
+pub async fn shutdown() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

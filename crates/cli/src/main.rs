@@ -14,6 +14,7 @@ mod cmd_run;
 mod cmd_runs;
 mod cmd_serve;
 mod cmd_validate;
+mod cmd_worker;
 mod progress;
 mod render;
 mod session;
@@ -73,6 +74,9 @@ enum Command {
     /// Serve agents over HTTP: sync, async and streaming runs, approvals,
     /// the kill switch.
     Serve(cmd_serve::ServeArgs),
+    /// Claim queued runs from the store and drive them (any number of
+    /// workers, on any machines, sharing a PostgreSQL store).
+    Worker(cmd_worker::WorkerArgs),
     /// Check an agent file and report every problem with file, line and key.
     Validate(cmd_validate::ValidateArgs),
 }
@@ -111,6 +115,7 @@ fn main() -> ExitCode {
             Command::Keys { command } => cmd_access::keys(command, &db).await,
             Command::Tenants { command } => cmd_access::tenants(command, &db).await,
             Command::Serve(args) => cmd_serve::run(args, &db).await,
+            Command::Worker(args) => cmd_worker::run(args, &db).await,
             Command::Validate(args) => cmd_validate::run(args),
         }
     });

@@ -22,6 +22,15 @@ async fn rein_serve_runs_an_agent_over_http_and_stops_on_sigterm() {
         ),
     )
     .unwrap();
+    // A key made by the CLI, as an operator would: printed once.
+    let made = std::process::Command::new(REIN)
+        .args(["keys", "create", "--tenant", "default", "--scope", "runs:write", "--name", "test", "--json"])
+        .env("REIN_DB", &db)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let made: Value = serde_json::from_slice(&made.stdout).unwrap();
+    let key = made["key"].as_str().unwrap().to_owned();
     let mut server = tokio::process::Command::new(REIN)
         .args(["serve", agent.to_str().unwrap(), "--listen", "127.0.0.1:0"])
         .env("REIN_DB", &db)
@@ -44,8 +53,11 @@ async fn rein_serve_runs_an_agent_over_http_and_stops_on_sigterm() {
     let http = reqwest::Client::new();
     let health: Value = http.get(format!("{base}/healthz")).send().await.unwrap().json().await.unwrap();
     assert_eq!(health["status"], "ok");
+    let anonymous = http.post(format!("{base}/v1/agents/greeter/runs")).json(&json!({ "input": "hi" })).send().await;
+    assert_eq!(anonymous.unwrap().status(), 401, "no key, no run");
     let result: Value = http
         .post(format!("{base}/v1/agents/greeter/runs"))
+        .bearer_auth(&key)
         .json(&json!({ "input": "hi" }))
         .send()
         .await

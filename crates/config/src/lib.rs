@@ -25,6 +25,7 @@ mod tools;
 mod webhooks;
 
 pub use diagnostic::{ConfigError, Diagnostic, Report, Severity};
+pub use duration::parse_duration_ms;
 pub(crate) use load::EnvRef;
 pub use load::KNOWN_PROVIDERS;
 pub use prices::{PriceTable, lookup_price, price_for, price_table};

@@ -46,6 +46,7 @@
 pub mod keys;
 mod load;
 mod operate;
+pub mod worker;
 
 pub use load::{AgentDefinition, LoadError, LoadedAgent, Overrides, load_agent, load_definition, load_definition_str};
 pub use operate::{OperateError, Operator, WaitingApproval, now_ms, outcome_json, step_and_index, step_and_index_of};

@@ -164,10 +164,21 @@ impl Operator {
         let Some(EventKind::RunStarted { agent, agent_version, .. }) = events.first().map(|e| &e.kind) else {
             return Err(OperateError::NotStarted(run));
         };
-        let Some(definition) = self.store.agent_definition(agent, agent_version).await? else {
+        self.registered_agent(agent, agent_version, run).await
+    }
+
+    /// The agent `name` at `version`, built from its registered definition
+    /// (for `run`, which the error names).
+    pub async fn registered_agent(
+        &self,
+        name: &str,
+        version: &AgentVersion,
+        run: RunId,
+    ) -> Result<Agent, OperateError> {
+        let Some(definition) = self.store.agent_definition(name, version).await? else {
             return Err(OperateError::NotRegistered {
-                agent: agent.clone(),
-                version: agent_version.0.chars().take(12).collect(),
+                agent: name.to_owned(),
+                version: version.0.chars().take(12).collect(),
                 run,
             });
         };

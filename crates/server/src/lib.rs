@@ -25,7 +25,11 @@ pub use error::ApiError;
 pub use hooks::DELIVERY_HEADER;
 
 use axum::http::StatusCode;
-use rein::{Agent, AgentDefinition, AgentRecord, AgentVersion, Operator, TenantId, TenantLimits};
+use rein::worker::{Worker, WorkerConfig};
+use rein::{
+    Agent, AgentDefinition, AgentRecord, AgentVersion, Operator, QueuedRun, RunId, RunOutcome, TenantId, TenantLimits,
+    now_ms,
+};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use tokio::task::JoinSet;
@@ -45,6 +49,9 @@ pub struct ServeConfig {
     pub auth: AuthMode,
     /// Limits for tenants without their own (`rein tenants set`).
     pub tenant_defaults: TenantLimits,
+    /// The queue lease taken on runs this server drives itself (sync and
+    /// stream runs); [`AppState::worker`]'s heartbeat keeps it.
+    pub lease_ttl: std::time::Duration,
 }
 
 impl Default for ServeConfig {
@@ -55,6 +62,7 @@ impl Default for ServeConfig {
             allow_private_callbacks: false,
             auth: AuthMode::Keys,
             tenant_defaults: TenantLimits::default(),
+            lease_ttl: rein::worker::WorkerConfig::default().lease_ttl,
         }
     }
 }
@@ -192,12 +200,91 @@ impl AppState {
         Ok(deployed)
     }
 
+    /// Queues a run of `served` for a worker (this server's own, or a
+    /// `rein worker`): how async and webhook runs start.
+    pub(crate) async fn enqueue(
+        &self,
+        tenant: &TenantId,
+        served: &Served,
+        input: String,
+        run: RunId,
+    ) -> Result<(), ApiError> {
+        self.operator.store().enqueue(&queued(tenant, served, input, run)).await?;
+        Ok(())
+    }
+
+    /// Starts a run this server drives itself (sync and stream runs) under
+    /// a queue lease, so that if the server dies a worker takes the run
+    /// over from its journal.
+    pub(crate) fn drive_here(
+        &self,
+        tenant: &TenantId,
+        served: &Served,
+        input: String,
+        run: RunId,
+    ) -> impl std::future::Future<Output = Result<RunOutcome, rein::OperateError>> + Send + 'static {
+        let (operator, agent, runtime) = (self.operator.clone(), served.agent.clone(), self.runtime());
+        let entry = queued(tenant, served, input.clone(), run);
+        let tenant = tenant.clone();
+        let ttl_ms = u64::try_from(self.config.lease_ttl.as_millis()).unwrap_or(u64::MAX);
+        async move {
+            let store = operator.store().clone();
+            // A new id: nobody else can hold it, so the answer is always
+            // yes; only a store failure stops the run here.
+            store.claim_run(&entry, store.owner(), ttl_ms, now_ms()).await?;
+            let result = operator.start_for(&tenant, &runtime, &agent, input, run, None).await;
+            if let Err(error) = store.complete(run, store.owner()).await {
+                tracing::warn!(%run, %error, "cannot take the run off the queue; a worker will find it finished");
+            }
+            result
+        }
+    }
+
+    /// The worker loop for this server: drives queued runs (`concurrency`
+    /// of them at once; 0 for a server that only answers the API, beside
+    /// separate `rein worker`s) and keeps the leases of the runs the server
+    /// drives itself.
+    pub fn worker(&self, concurrency: usize, drain_timeout: std::time::Duration) -> Worker {
+        let config = WorkerConfig { concurrency, lease_ttl: self.config.lease_ttl, drain_timeout };
+        Worker::new(self.operator.clone(), self.runtime(), config).with_observer(self.metrics.clone())
+    }
+
+    /// Waits until `run` finished or waits for people, and returns its
+    /// outcome: for callbacks of queued runs, whichever process drives them.
+    pub(crate) async fn outcome_when_done(&self, run: RunId) -> Option<RunOutcome> {
+        let mut poll = tokio::time::interval(OUTCOME_POLL);
+        loop {
+            poll.tick().await;
+            let events = self.operator.store().events(run).await.ok()?;
+            if let Some(outcome) = rein::outcome_of(&events)
+                && (outcome.status.is_terminal() || outcome.status.is_suspended())
+            {
+                return Some(outcome);
+            }
+        }
+    }
+
     /// Drives `work` in the background.
     pub(crate) async fn spawn(&self, work: impl std::future::Future<Output = ()> + Send + 'static) {
         let mut background = self.background.lock().await;
         // Reap what finished, so the set does not grow with every run.
         while background.try_join_next().is_some() {}
         background.spawn(work);
+    }
+}
+
+/// How often a callback waiting for a queued run's end looks at its
+/// journal.
+const OUTCOME_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
+fn queued(tenant: &TenantId, served: &Served, input: String, run: RunId) -> QueuedRun {
+    QueuedRun {
+        run_id: run,
+        tenant: tenant.clone(),
+        agent: served.agent.name().to_owned(),
+        agent_version: served.definition.spec.version(),
+        input,
+        enqueued_at_ms: now_ms(),
     }
 }
 

@@ -68,7 +68,22 @@ impl Metrics {
                 self.gauge("rein_runs_unfinished", &[("status", status.as_str().to_owned())], count as f64);
             }
         }
+        if let Ok(depth) = store.queue_depth().await {
+            self.gauge("rein_queue_runs", &[("state", "queued".to_owned())], depth.queued as f64);
+            self.gauge("rein_queue_runs", &[("state", "claimed".to_owned())], depth.claimed as f64);
+            // A gauge of a store-wide total: every process reports the same
+            // count, so it must not be summed across them as a counter.
+            self.gauge("rein_queue_lease_expiries", &[], depth.lease_expiries as f64);
+        }
         self.handle.render()
+    }
+}
+
+impl rein::worker::WorkerObserver for Metrics {
+    fn claimed(&self, claim: &rein::Claim) {
+        let taken_over = if claim.taken_over_from.is_some() { "true" } else { "false" };
+        let labels = [("agent", claim.run.agent.clone()), ("taken_over", taken_over.to_owned())];
+        self.counter("rein_runs_claimed_total", &labels, 1);
     }
 }
 

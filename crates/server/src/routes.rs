@@ -493,35 +493,30 @@ async fn create_run(
         return Err(ApiError::bad_request("bad_callback_url", why));
     }
     let run = RunId::new();
-    let operator = state.operator.clone();
-    let agent = served.agent.clone();
-    let runtime = state.runtime();
-    let tenant = caller.tenant.clone();
-    let drive = async move { operator.start_for(&tenant, &runtime, &agent, request.input, run, None).await };
     match request.mode {
         Mode::Sync => {
+            let drive = state.drive_here(&caller.tenant, &served, request.input, run);
             let outcome = tokio::spawn(drive).await.map_err(task_failed)??;
             Ok(Json(outcome_json(&outcome)).into_response())
         }
         Mode::Async => {
-            let client = state.operator.client().clone();
-            let callback = request.callback_url.zip(secret);
-            state
-                .spawn(async move {
-                    match drive.await {
-                        Ok(outcome) => {
-                            if let Some((url, secret)) = callback {
-                                let body = serde_json::to_vec(&outcome_json(&outcome)).unwrap_or_default();
-                                callback::deliver(&client, &url, &secret, body).await;
-                            }
+            state.enqueue(&caller.tenant, &served, request.input, run).await?;
+            if let Some((url, secret)) = request.callback_url.zip(secret) {
+                let client = state.operator.client().clone();
+                let waiting = state.clone();
+                state
+                    .spawn(async move {
+                        if let Some(outcome) = waiting.outcome_when_done(run).await {
+                            let body = serde_json::to_vec(&outcome_json(&outcome)).unwrap_or_default();
+                            callback::deliver(&client, &url, &secret, body).await;
                         }
-                        Err(error) => tracing::error!(%run, %error, "async run failed to run"),
-                    }
-                })
-                .await;
+                    })
+                    .await;
+            }
             Ok(accepted(run))
         }
         Mode::Stream => {
+            let drive = state.drive_here(&caller.tenant, &served, request.input, run);
             state
                 .spawn(async move {
                     if let Err(error) = drive.await {

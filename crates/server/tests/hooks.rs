@@ -96,6 +96,10 @@ async fn fixture(secret_env: &str) -> Fixture {
     let client = rein::providers::default_client().unwrap();
     let operator = Arc::new(rein::Operator::new(store, client));
     let state = AppState::new(operator, ServeConfig { max_body_bytes: 64 * 1024, ..ServeConfig::default() });
+    // Async and webhook runs are queued; this worker loop drives them, as
+    // `rein serve` runs one.
+    let worker = state.worker(2, Duration::from_secs(1));
+    tokio::spawn(worker.run(std::future::pending()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, rein_server::router(state)).await.unwrap() });

@@ -24,6 +24,9 @@
 //! not grouped: PostgreSQL commits concurrent transactions together by
 //! itself, and each appender holds its own pooled connection.
 //!
+//! The run queue ([`RunQueue`], `queue.rs`) is claimed with `FOR UPDATE
+//! SKIP LOCKED`, and workers wait on `LISTEN`/`NOTIFY` for new work.
+//!
 //! The schema lives in the first schema on the connection's `search_path`
 //! (`public` unless configured, e.g. `?options=-c%20search_path%3Drein` in
 //! the URL), is created on first connect and migrated under an advisory
@@ -32,6 +35,7 @@
 mod access;
 mod append;
 mod control;
+mod queue;
 mod read;
 mod schema;
 
@@ -39,14 +43,16 @@ use async_trait::async_trait;
 use rein_store::ProcessIdentity;
 use rein_store::shared::Batch;
 use rein_types::{
-    AccessStore, Activation, AgentRecord, AgentVersion, AgentVersionRecord, ApiKeyRecord, ChainReport, ControlStore,
-    Event, Journal, JournalError, Lease, RunFilter, RunId, RunSummary, TenantId, TenantLimits,
+    AccessStore, Activation, AgentRecord, AgentVersion, AgentVersionRecord, ApiKeyRecord, ChainReport, Claim,
+    ControlStore, Event, Journal, JournalError, Lease, QueueDepth, QueuedRun, RunFilter, RunId, RunQueue, RunSummary,
+    TenantId, TenantLimits,
 };
 use serde_json::Value;
 use sqlx_core::connection::Connection as _;
 use sqlx_postgres::PgConnection;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub use schema::SCHEMA_VERSION;
 pub use sqlx_postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -94,6 +100,8 @@ pub struct PgStore {
     owner: Arc<str>,
     /// `user@host:port/database`, for messages; never the password.
     target: String,
+    /// The `LISTEN` connection workers wait on, shared by clones.
+    waiter: Arc<queue::Waiter>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -135,7 +143,7 @@ impl PgStore {
         }
         let pool = pool.connect_lazy_with(options);
         tracing::debug!(%target, "opened journal database");
-        Ok(Self { pool, owner: ProcessIdentity::current().into(), target })
+        Ok(Self { pool, owner: ProcessIdentity::current().into(), target, waiter: Arc::default() })
     }
 
     /// The same store with runs leased to `owner` instead of this process:
@@ -293,5 +301,40 @@ impl ControlStore for PgStore {
         now_ms: u64,
     ) -> Result<Option<RunId>, JournalError> {
         control::record_delivery(&self.pool, hook, delivery_id, run, now_ms).await
+    }
+}
+
+#[async_trait]
+impl RunQueue for PgStore {
+    async fn enqueue(&self, run: &QueuedRun) -> Result<(), JournalError> {
+        queue::enqueue(&self.pool, run).await
+    }
+
+    async fn claim(&self, owner: &str, ttl_ms: u64, now_ms: u64) -> Result<Option<Claim>, JournalError> {
+        queue::claim(&self.pool, owner, ttl_ms, now_ms).await
+    }
+
+    async fn claim_run(&self, run: &QueuedRun, owner: &str, ttl_ms: u64, now_ms: u64) -> Result<bool, JournalError> {
+        queue::claim_run(&self.pool, run, owner, ttl_ms, now_ms).await
+    }
+
+    async fn heartbeat(&self, owner: &str, ttl_ms: u64, now_ms: u64) -> Result<Vec<RunId>, JournalError> {
+        queue::heartbeat(&self.pool, owner, ttl_ms, now_ms).await
+    }
+
+    async fn release(&self, run: RunId, owner: &str) -> Result<(), JournalError> {
+        queue::release(&self.pool, run, owner).await
+    }
+
+    async fn complete(&self, run: RunId, owner: &str) -> Result<(), JournalError> {
+        queue::complete(&self.pool, run, owner).await
+    }
+
+    async fn queue_depth(&self) -> Result<QueueDepth, JournalError> {
+        queue::depth(&self.pool).await
+    }
+
+    async fn wait_for_work(&self, timeout: Duration) {
+        self.waiter.wait(&self.pool, timeout).await
     }
 }

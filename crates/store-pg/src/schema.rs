@@ -142,6 +142,29 @@ const MIGRATIONS: &[&str] = &[
         limits TEXT NOT NULL
     );
     "#,
+    // Version 4: the run queue (`queue.rs`), as the SQLite file's version 5: runs waiting for a
+    // worker and the lease of the worker holding each claimed one. `state`
+    // is `queued`, `claimed` or `done`; a claimed row whose
+    // `lease_until_ms` has passed is claimable again, and `lease_expiries`
+    // counts the times that happened to the run. Rows stay when done, and
+    // the partial index keeps claims (`FOR UPDATE SKIP LOCKED`, oldest
+    // first) on the live rows only.
+    r#"
+    CREATE TABLE run_queue (
+        run_id TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+        tenant TEXT COLLATE "C" NOT NULL,
+        agent TEXT COLLATE "C" NOT NULL,
+        agent_version TEXT NOT NULL,
+        input TEXT NOT NULL,
+        enqueued_at_ms BIGINT NOT NULL,
+        state TEXT NOT NULL,
+        owner TEXT,
+        lease_until_ms BIGINT,
+        lease_expiries BIGINT NOT NULL DEFAULT 0
+    );
+    CREATE INDEX run_queue_live ON run_queue (enqueued_at_ms, run_id) WHERE state <> 'done';
+    CREATE INDEX run_queue_owner ON run_queue (owner) WHERE state = 'claimed';
+    "#,
 ];
 
 /// The schema version this build writes and understands.

@@ -19,21 +19,24 @@
 //! removals and reorderings are detectable, see `chain.rs`), which process
 //! holds each running run (a lease derived from the run's own events, named
 //! by [`ProcessIdentity`]), registered agent definitions, the kill switch,
-//! cancel requests and the webhook deliveries seen.
+//! cancel requests and the webhook deliveries seen, and the run queue
+//! workers claim runs from ([`RunQueue`], see `queue.rs`).
 
 mod access;
 mod chain;
 mod checkpoint;
 mod control;
 mod identity;
+mod queue;
 mod reader;
 mod schema;
 mod writer;
 
 use async_trait::async_trait;
 use rein_types::{
-    AccessStore, Activation, AgentRecord, AgentVersion, AgentVersionRecord, ApiKeyRecord, ChainReport, ControlStore,
-    Event, Journal, JournalError, Lease, RunFilter, RunId, RunSummary, TenantId, TenantLimits,
+    AccessStore, Activation, AgentRecord, AgentVersion, AgentVersionRecord, ApiKeyRecord, ChainReport, Claim,
+    ControlStore, Event, Journal, JournalError, Lease, QueueDepth, QueuedRun, RunFilter, RunId, RunQueue, RunSummary,
+    TenantId, TenantLimits,
 };
 use rusqlite::Connection;
 use serde_json::Value;
@@ -65,6 +68,11 @@ pub mod shared {
 /// How long a connection waits on a lock held by another connection (another
 /// rein process on the same file, a checkpoint) before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often a worker waiting for work looks at the file again: runs
+/// enqueued or released by other processes on the same file wake nobody
+/// here.
+const QUEUE_POLL: Duration = Duration::from_millis(500);
 
 /// SQLite's default WAL size, in pages, at which a commit checkpoints; used
 /// only when the checkpoint thread could not start.
@@ -124,6 +132,8 @@ pub struct SqliteJournal {
     /// Shared with the blocking tasks that write the control tables.
     writer: Arc<Writer>,
     readers: Arc<Readers>,
+    /// Wakes this process's workers when it enqueues or releases a run.
+    queue_wake: Arc<tokio::sync::Notify>,
     /// `None` when checkpoints could not be moved off the append path; the
     /// writer then checkpoints as SQLite does by default.
     _checkpointer: Option<checkpoint::Checkpointer>,
@@ -178,6 +188,7 @@ impl SqliteJournal {
         let owner = ProcessIdentity::current();
         Ok(Self {
             readers: Arc::new(Readers::new(path.clone())),
+            queue_wake: Arc::new(tokio::sync::Notify::new()),
             _checkpointer: checkpointer,
             path,
             writer: Arc::new(Writer::new(conn, owner.clone())),
@@ -401,6 +412,55 @@ impl ControlStore for SqliteJournal {
     ) -> Result<Option<RunId>, JournalError> {
         let (hook, delivery_id) = (hook.to_string(), delivery_id.to_string());
         self.write(move |conn| control::record_delivery(conn, &hook, &delivery_id, run, now_ms)).await
+    }
+}
+
+#[async_trait]
+impl RunQueue for SqliteJournal {
+    async fn enqueue(&self, run: &QueuedRun) -> Result<(), JournalError> {
+        let run = run.clone();
+        self.write(move |conn| queue::enqueue(conn, &run)).await?;
+        self.queue_wake.notify_one();
+        Ok(())
+    }
+
+    async fn claim(&self, owner: &str, ttl_ms: u64, now_ms: u64) -> Result<Option<Claim>, JournalError> {
+        let owner = owner.to_string();
+        self.write(move |conn| queue::claim(conn, &owner, ttl_ms, now_ms)).await
+    }
+
+    async fn claim_run(&self, run: &QueuedRun, owner: &str, ttl_ms: u64, now_ms: u64) -> Result<bool, JournalError> {
+        let (run, owner) = (run.clone(), owner.to_string());
+        self.write(move |conn| queue::claim_run(conn, &run, &owner, ttl_ms, now_ms)).await
+    }
+
+    async fn heartbeat(&self, owner: &str, ttl_ms: u64, now_ms: u64) -> Result<Vec<RunId>, JournalError> {
+        let owner = owner.to_string();
+        self.write(move |conn| queue::heartbeat(conn, &owner, ttl_ms, now_ms)).await
+    }
+
+    async fn release(&self, run: RunId, owner: &str) -> Result<(), JournalError> {
+        let owner = owner.to_string();
+        if self.write(move |conn| queue::release(conn, run, &owner)).await? {
+            self.queue_wake.notify_one();
+        }
+        Ok(())
+    }
+
+    async fn complete(&self, run: RunId, owner: &str) -> Result<(), JournalError> {
+        let owner = owner.to_string();
+        self.write(move |conn| queue::complete(conn, run, &owner)).await
+    }
+
+    async fn queue_depth(&self) -> Result<QueueDepth, JournalError> {
+        self.read(queue::depth).await
+    }
+
+    async fn wait_for_work(&self, timeout: Duration) {
+        // A wake-up stored while nobody waited counts (`notify_one` keeps a
+        // permit), so a run enqueued between a worker's claim and its wait
+        // is not left for the next poll.
+        let _ = tokio::time::timeout(timeout.min(QUEUE_POLL), self.queue_wake.notified()).await;
     }
 }
 

@@ -146,6 +146,29 @@ const MIGRATIONS: &[&str] = &[
         limits TEXT NOT NULL
     ) WITHOUT ROWID;
     "#,
+    // Version 5: the run queue (`queue.rs`): runs waiting for a worker and the lease
+    // of the worker holding each claimed one. `state` is `queued`,
+    // `claimed` or `done`; a claimed row whose `lease_until_ms` has passed
+    // is claimable again, and `lease_expiries` counts the times that
+    // happened to the run. Rows stay when done (so a late enqueue of the
+    // same id changes nothing), and the partial index keeps claims on the
+    // live rows only, oldest first. A rowid table: inputs can be long.
+    r#"
+    CREATE TABLE run_queue (
+        run_id TEXT NOT NULL PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        agent TEXT NOT NULL,
+        agent_version TEXT NOT NULL,
+        input TEXT NOT NULL,
+        enqueued_at_ms INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        owner TEXT,
+        lease_until_ms INTEGER,
+        lease_expiries INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX run_queue_live ON run_queue (enqueued_at_ms, run_id) WHERE state <> 'done';
+    CREATE INDEX run_queue_owner ON run_queue (owner) WHERE state = 'claimed';
+    "#,
 ];
 
 /// The schema version this build writes and understands.

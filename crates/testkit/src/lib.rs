@@ -5,7 +5,8 @@
 //!   function of the transcript.
 //! - [`clock`]: a clock moved by hand.
 //! - [`journal`]: an in-memory journal; [`conformance`]: the suite every
-//!   journal backend must pass.
+//!   journal backend must pass; [`queue`]: the suite every run queue must
+//!   pass.
 //! - [`openai_server`]: a local HTTP server speaking the OpenAI Chat
 //!   Completions wire format, for end-to-end tests.
 
@@ -14,6 +15,7 @@ pub mod clock;
 pub mod conformance;
 pub mod journal;
 pub mod openai_server;
+pub mod queue;
 pub mod scripted;
 
 pub use clock::FakeClock;

@@ -7,6 +7,7 @@
 use crate::access::AccessStore;
 use crate::ids::{AgentVersion, RunId, TenantId};
 use crate::ports::{Journal, JournalError, RunSummary};
+use crate::queue::RunQueue;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -211,10 +212,10 @@ pub trait ControlStore: Send + Sync {
 }
 
 /// Everything rein keeps, behind one handle: the journal, the control
-/// tables, and this process's name as a holder of runs. The CLI and the
+/// tables, the run queue, and this process's name as a holder of runs. The CLI and the
 /// server work against this, whichever backend is behind it.
 #[async_trait]
-pub trait Store: Journal + ControlStore + AccessStore {
+pub trait Store: Journal + ControlStore + AccessStore + RunQueue {
     /// Who the runs this handle starts or resumes are leased to.
     fn owner(&self) -> &str;
 

@@ -4,7 +4,7 @@
 //! usage and cost figures, the versioned journal event enum, run outcomes, the
 //! resolved agent spec (whose content hash is the agent's version), and the
 //! small seam traits that edge crates implement: [`Model`], [`Tool`],
-//! [`Journal`] and [`Clock`].
+//! [`Journal`], [`Clock`], the control store and the run queue.
 //!
 //! It deliberately holds no behaviour beyond construction, validation of
 //! newtypes and (de)serialisation: the loop lives in `rein-core`, I/O lives in
@@ -20,6 +20,7 @@ pub mod message;
 pub mod model;
 pub mod outcome;
 pub mod ports;
+pub mod queue;
 pub mod tool;
 pub mod usage;
 
@@ -38,5 +39,6 @@ pub use outcome::{PartialResult, PendingAction, PendingKind, RunOutcome, RunStat
 pub use ports::{
     Clock, Journal, JournalError, Model, OnDelta, RunFilter, RunSummary, StreamDelta, SystemClock, Tool, ToolContext,
 };
+pub use queue::{Claim, QueueDepth, QueuedRun, RunQueue};
 pub use tool::{Approval, RiskTier, ToolOutcome, ToolSpec};
 pub use usage::{ModelPrice, Usage};
