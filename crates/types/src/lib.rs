@@ -26,7 +26,9 @@ pub use agent::{AgentSpec, Limits, ModelRef, ModelSettings, Phase, Route, StopCo
 pub use control::{
     AgentRecord, CHAIN_GENESIS, ChainFault, ChainProblem, ChainReport, ControlStore, Lease, Store, chain_hash,
 };
-pub use decl::{BodyMapping, HttpToolDecl, ProviderDecl, RetryPolicy, SqlMode, SqlToolDecl, ToolImpl, WebhookDecl};
+pub use decl::{
+    BodyMapping, HttpToolDecl, ProviderDecl, RetryPolicy, ScheduleDecl, SqlMode, SqlToolDecl, ToolImpl, WebhookDecl,
+};
 pub use event::{Event, EventKind, JOURNAL_FORMAT_VERSION, LimitKind, Reconciliation, RejectReason};
 pub use ids::{AgentVersion, IdempotencyKey, RunId, ToolCallId, ToolName, ToolNameError};
 pub use message::{Message, ToolCall};
