@@ -109,6 +109,20 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (hook, delivery_id)
     );
     "#,
+    // Schedule ticks claimed: one row per (agent, schedule, tick), inserted
+    // by the one process that fires the tick, with the run it started, so
+    // that however many servers share the schema each tick starts one run
+    // (the SQLite file's `schedule_ticks` migration).
+    r#"
+    CREATE TABLE schedule_ticks (
+        agent TEXT COLLATE "C" NOT NULL,
+        schedule TEXT COLLATE "C" NOT NULL,
+        tick_ms BIGINT NOT NULL,
+        run_id TEXT COLLATE "C" NOT NULL,
+        claimed_at_ms BIGINT NOT NULL,
+        PRIMARY KEY (agent, schedule, tick_ms)
+    );
+    "#,
 ];
 
 /// The schema version this build writes and understands.
