@@ -26,6 +26,10 @@ pub struct ServeArgs {
     /// receiver on the same machine or network).
     #[arg(long)]
     allow_private_callbacks: bool,
+    /// Do not fire the agents' `[[schedules]]` from this process (another
+    /// server sharing the store can; each tick fires once either way).
+    #[arg(long)]
+    no_schedules: bool,
 }
 
 pub async fn run(args: ServeArgs, db: &Path) -> anyhow::Result<u8> {
@@ -60,7 +64,11 @@ pub async fn run(args: ServeArgs, db: &Path) -> anyhow::Result<u8> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     eprintln!("rein serve: listening on http://{}", listener.local_addr()?);
+    let scheduler = (!args.no_schedules).then(|| rein_server::spawn_scheduler(state.clone()));
     axum::serve(listener, rein_server::router(state)).with_graceful_shutdown(shutdown()).await?;
+    if let Some(scheduler) = scheduler {
+        scheduler.abort();
+    }
     eprintln!("rein serve: stopped; unfinished runs are in the journal (`rein runs resume --all`)");
     Ok(0)
 }

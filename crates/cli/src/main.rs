@@ -11,6 +11,7 @@ mod cmd_approvals;
 mod cmd_audit;
 mod cmd_run;
 mod cmd_runs;
+mod cmd_schedules;
 mod cmd_serve;
 mod cmd_validate;
 mod progress;
@@ -62,6 +63,8 @@ enum Command {
     /// Serve agents over HTTP: sync, async and streaming runs, approvals,
     /// the kill switch.
     Serve(cmd_serve::ServeArgs),
+    /// An agent file's schedules with their next fire times.
+    Schedules(cmd_schedules::SchedulesArgs),
     /// Check an agent file and report every problem with file, line and key.
     Validate(cmd_validate::ValidateArgs),
 }
@@ -98,6 +101,7 @@ fn main() -> ExitCode {
             Command::Agents { command } => cmd_agents::run(command, &db).await,
             Command::Audit { command } => cmd_audit::run(command, &db).await,
             Command::Serve(args) => cmd_serve::run(args, &db).await,
+            Command::Schedules(args) => cmd_schedules::run(args),
             Command::Validate(args) => cmd_validate::run(args),
         }
     });

@@ -45,9 +45,10 @@ pub enum ScheduleError {
 /// Five fields (minute, hour, day of month, month, day of week), or six
 /// with seconds first; `@daily` and the other nicknames too. Times are Unix
 /// milliseconds; ticks fall on whole seconds. Across a daylight-saving
-/// change a wall-clock time that does not exist is skipped, and one that
-/// happens twice fires once (its first occurrence) for a fixed time, while
-/// an expression with a wildcard in the hour or minute keeps its rhythm.
+/// change a fixed time that does not exist that day fires at the first
+/// instant after the jump, and one that happens twice fires once (its
+/// first occurrence); an expression with a wildcard in the hour or minute
+/// keeps its rhythm in real time.
 #[derive(Debug, Clone)]
 pub struct CronSchedule {
     cron: Cron,
@@ -82,11 +83,22 @@ impl CronSchedule {
         u64::try_from(next.timestamp_millis()).ok()
     }
 
+    /// The next `n` ticks after `after_ms` (fewer if the expression runs out).
+    pub fn upcoming(&self, after_ms: u64, n: usize) -> Vec<u64> {
+        std::iter::successors(self.next_after(after_ms), |tick| self.next_after(*tick)).take(n).collect()
+    }
+
     /// The last tick at or before `at_ms`, if one lies within a year of it.
     pub fn latest_at_or_before(&self, at_ms: u64) -> Option<u64> {
         let start = self.at(at_ms)?;
         let previous = self.cron.find_previous_occurrence(&start, true).ok()?;
         u64::try_from(previous.timestamp_millis()).ok()
+    }
+
+    /// `ms` as RFC 3339 in the schedule's time zone, with its offset
+    /// (`2026-03-29T03:00:00+02:00`), as people reading a schedule expect.
+    pub fn local_time(&self, ms: u64) -> String {
+        self.at(ms).map(|time| time.to_rfc3339()).unwrap_or_default()
     }
 
     /// `ms` in the schedule's zone, on its whole second: ticks are whole
@@ -260,6 +272,7 @@ mod tests {
         let berlin = CronSchedule::new("0 9 * * *", "Europe/Berlin").unwrap();
         let january_1_ms = 1_767_225_600_000; // 2026-01-01 00:00 UTC
         assert_eq!(berlin.next_after(january_1_ms), Some(january_1_ms + 8 * 3_600_000));
+        assert_eq!(berlin.local_time(january_1_ms + 8 * 3_600_000), "2026-01-01T09:00:00+01:00");
     }
 
     #[test]

@@ -219,17 +219,7 @@ pub(crate) async fn receive(
         return Ok(duplicate(&decl.name, "signed timestamp and body", earlier));
     }
 
-    let operator = state.operator.clone();
-    let agent = served.agent.clone();
-    let hook = decl.name.clone();
-    let runtime = state.runtime();
-    state
-        .spawn(async move {
-            if let Err(error) = operator.start(&runtime, &agent, input, run, None).await {
-                tracing::error!(%run, hook, %error, "webhook run failed to run");
-            }
-        })
-        .await;
+    state.start_in_background(served.agent.clone(), input, run, "webhook", None).await;
     tracing::info!(%run, hook = decl.name, delivery, agent = %served.agent.name(), "webhook started a run");
     Ok(crate::routes::accepted(run))
 }

@@ -15,13 +15,15 @@ mod hooks;
 mod metrics;
 mod openapi;
 mod routes;
+mod schedule;
 mod stream;
 
 pub use callback::{SIGNATURE_HEADER, TIMESTAMP_HEADER, sign};
 pub use error::ApiError;
 pub use hooks::DELIVERY_HEADER;
+pub use schedule::{Due, Schedule, TickOutcome, due_ticks, spawn_scheduler};
 
-use rein::{Agent, AgentDefinition, Operator};
+use rein::{Agent, AgentDefinition, Operator, RunId, outcome_json};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use tokio::task::JoinSet;
@@ -61,6 +63,9 @@ pub struct AppState {
     /// them up again.
     pub(crate) background: tokio::sync::Mutex<JoinSet<()>>,
     pub(crate) metrics: Arc<metrics::Metrics>,
+    /// Told when the served agents change, so the scheduler looks at their
+    /// schedules again instead of sleeping to a tick computed before.
+    pub(crate) agents_changed: tokio::sync::Notify,
 }
 
 impl AppState {
@@ -71,6 +76,7 @@ impl AppState {
             config,
             background: tokio::sync::Mutex::new(JoinSet::new()),
             metrics: Arc::new(metrics::Metrics::new()),
+            agents_changed: tokio::sync::Notify::new(),
         })
     }
 
@@ -92,6 +98,9 @@ impl AppState {
         if let Ok(mut agents) = self.agents.write() {
             agents.insert(served.agent.name().to_owned(), served.clone());
         }
+        // A permit is kept if the scheduler is not waiting right now, so a
+        // change made while it fires ticks is not missed.
+        self.agents_changed.notify_one();
         Ok(served)
     }
 
@@ -101,6 +110,36 @@ impl AppState {
             .ok()
             .and_then(|agents| agents.get(name).cloned())
             .ok_or_else(|| ApiError::not_found(format!("no agent named `{name}` is served here")))
+    }
+
+    /// Starts `agent` on `input` as `run` and drives it in the background;
+    /// with a callback, POSTs the signed result to it when the run ends or
+    /// suspends. Every run started in the background — async and stream
+    /// mode, webhooks, schedules — starts here. `trigger` names what
+    /// started it in the log.
+    pub(crate) async fn start_in_background(
+        &self,
+        agent: Arc<Agent>,
+        input: String,
+        run: RunId,
+        trigger: &'static str,
+        callback: Option<(String, Vec<u8>)>,
+    ) {
+        let operator = self.operator.clone();
+        let runtime = self.runtime();
+        let client = self.operator.client().clone();
+        self.spawn(async move {
+            match operator.start(&runtime, &agent, input, run, None).await {
+                Ok(outcome) => {
+                    if let Some((url, secret)) = callback {
+                        let body = serde_json::to_vec(&outcome_json(&outcome)).unwrap_or_default();
+                        callback::deliver(&client, &url, &secret, body).await;
+                    }
+                }
+                Err(error) => tracing::error!(%run, trigger, %error, "a run started in the background failed to run"),
+            }
+        })
+        .await;
     }
 
     /// Drives `work` in the background.

@@ -3,7 +3,7 @@
 
 use crate::error::ApiError;
 use crate::openapi::{self, Doc, schema_of};
-use crate::{AppState, callback, hooks, stream};
+use crate::{AppState, callback, hooks, schedule, stream};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -63,6 +63,10 @@ fn endpoints() -> Vec<(Doc, MethodRouter<Arc<AppState>>)> {
                 ..doc("post", "/v1/agents/{name}/enable", "Enable the agent again")
             },
             post(enable_agent),
+        ),
+        (
+            doc("get", "/v1/agents/{name}/schedules", "The agent's schedules with their next fire times"),
+            get(schedule::list),
         ),
         (Doc { query: Some(schema_of::<ListQuery>), ..doc("get", "/v1/runs", "Runs, newest first") }, get(list_runs)),
         (doc("get", "/v1/runs/{id}", "One run: status, usage, outcome, what it waits for"), get(get_run)),
@@ -362,41 +366,21 @@ async fn create_run(
         return Err(ApiError::bad_request("bad_callback_url", why));
     }
     let run = RunId::new();
-    let operator = state.operator.clone();
-    let agent = served.agent.clone();
-    let runtime = state.runtime();
-    let drive = async move { operator.start(&runtime, &agent, request.input, run, None).await };
     match request.mode {
         Mode::Sync => {
+            let operator = state.operator.clone();
+            let runtime = state.runtime();
+            let drive = async move { operator.start(&runtime, &served.agent, request.input, run, None).await };
             let outcome = tokio::spawn(drive).await.map_err(task_failed)??;
             Ok(Json(outcome_json(&outcome)).into_response())
         }
         Mode::Async => {
-            let client = state.operator.client().clone();
             let callback = request.callback_url.zip(secret);
-            state
-                .spawn(async move {
-                    match drive.await {
-                        Ok(outcome) => {
-                            if let Some((url, secret)) = callback {
-                                let body = serde_json::to_vec(&outcome_json(&outcome)).unwrap_or_default();
-                                callback::deliver(&client, &url, &secret, body).await;
-                            }
-                        }
-                        Err(error) => tracing::error!(%run, %error, "async run failed to run"),
-                    }
-                })
-                .await;
+            state.start_in_background(served.agent.clone(), request.input, run, "async", callback).await;
             Ok(accepted(run))
         }
         Mode::Stream => {
-            state
-                .spawn(async move {
-                    if let Err(error) = drive.await {
-                        tracing::error!(%run, %error, "streamed run failed to run");
-                    }
-                })
-                .await;
+            state.start_in_background(served.agent.clone(), request.input, run, "stream", None).await;
             Ok(stream::events(state.clone(), run, None).into_response())
         }
     }
