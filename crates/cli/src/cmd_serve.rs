@@ -54,6 +54,10 @@ pub struct ServeArgs {
     /// they are stopped and handed back to the queue.
     #[arg(long, default_value = "30s", value_parser = crate::cmd_worker::duration)]
     drain_timeout: std::time::Duration,
+    /// Do not fire the agents' `[[schedules]]` from this process (another
+    /// server sharing the store can; each tick fires once either way).
+    #[arg(long)]
+    no_schedules: bool,
 }
 
 pub async fn run(args: ServeArgs, db: &Path) -> anyhow::Result<u8> {
@@ -123,9 +127,13 @@ pub async fn run(args: ServeArgs, db: &Path) -> anyhow::Result<u8> {
     let signalled = |mut stopping: tokio::sync::watch::Receiver<bool>| async move {
         let _ = stopping.wait_for(|stop| *stop).await;
     };
+    let scheduler = (!args.no_schedules).then(|| rein_server::spawn_scheduler(state.clone()));
     let worker = state.worker(args.workers, args.drain_timeout);
     let api = axum::serve(listener, rein_server::router(state)).with_graceful_shutdown(signalled(stopping.clone()));
     let (served, _report) = tokio::join!(api, worker.run(signalled(stopping)));
+    if let Some(scheduler) = scheduler {
+        scheduler.abort();
+    }
     served?;
     eprintln!("rein serve: stopped; unfinished runs are in the journal (workers take up queued ones)");
     Ok(0)

@@ -114,14 +114,8 @@ pub async fn submit(args: SubmitArgs, db: &Path) -> anyhow::Result<u8> {
         .await
         .context("could not register the agent version")?;
     let run = RunId::new();
-    let queued = QueuedRun {
-        run_id: run,
-        tenant,
-        agent: name,
-        agent_version: version,
-        input,
-        enqueued_at_ms: rein::now_ms(),
-    };
+    let queued =
+        QueuedRun { run_id: run, tenant, agent: name, agent_version: version, input, enqueued_at_ms: rein::now_ms() };
     store.enqueue(&queued).await.context("could not queue the run")?;
     if args.json {
         println!("{}", serde_json::json!({ "run_id": run.to_string(), "status": "queued" }));

@@ -12,6 +12,7 @@ mod cmd_approvals;
 mod cmd_audit;
 mod cmd_run;
 mod cmd_runs;
+mod cmd_schedules;
 mod cmd_serve;
 mod cmd_validate;
 mod cmd_worker;
@@ -77,6 +78,8 @@ enum Command {
     /// Claim queued runs from the store and drive them (any number of
     /// workers, on any machines, sharing a PostgreSQL store).
     Worker(cmd_worker::WorkerArgs),
+    /// An agent file's schedules with their next fire times.
+    Schedules(cmd_schedules::SchedulesArgs),
     /// Check an agent file and report every problem with file, line and key.
     Validate(cmd_validate::ValidateArgs),
 }
@@ -116,6 +119,7 @@ fn main() -> ExitCode {
             Command::Tenants { command } => cmd_access::tenants(command, &db).await,
             Command::Serve(args) => cmd_serve::run(args, &db).await,
             Command::Worker(args) => cmd_worker::run(args, &db).await,
+            Command::Schedules(args) => cmd_schedules::run(args),
             Command::Validate(args) => cmd_validate::run(args),
         }
     });

@@ -18,6 +18,7 @@ mod duration;
 mod load;
 mod prices;
 mod reader;
+mod schedules;
 mod schema;
 mod source;
 mod templates;
@@ -29,10 +30,11 @@ pub use duration::parse_duration_ms;
 pub(crate) use load::EnvRef;
 pub use load::KNOWN_PROVIDERS;
 pub use prices::{PriceTable, lookup_price, price_for, price_table};
+pub use schedules::{CronSchedule, ScheduleError};
 pub use tools::{HANDOFF_TOOL_NAME, handoff_tool};
 pub use webhooks::render_webhook_input;
 
-use rein_types::{AgentSpec, ModelRef, ProviderDecl, ToolImpl, ToolSpec, WebhookDecl};
+use rein_types::{AgentSpec, ModelRef, ProviderDecl, ScheduleDecl, ToolImpl, ToolSpec, WebhookDecl};
 use std::path::{Path, PathBuf};
 
 /// An agent file, resolved and checked: ready to run.
@@ -44,7 +46,8 @@ pub struct LoadedAgent {
     /// `spec.tools` lists the tools in declaration order (included files in
     /// include order, then the agent file's own, then `handoff_to_human`);
     /// `spec.extra` holds `{ "provider": ProviderDecl, "tools": { name:
-    /// ToolImpl } }` (with `"webhooks"` when the agent declares any) so
+    /// ToolImpl } }` (with `"webhooks"` and `"schedules"` when the agent declares
+    /// any) so
     /// that implementation changes change the version.
     pub spec: AgentSpec,
     /// How to reach the model's provider, with its `[providers.NAME]`
@@ -65,6 +68,9 @@ pub struct LoadedAgent {
     /// `[[webhooks]]`: the endpoints that start the agent with a signed
     /// payload, in declaration order.
     pub webhooks: Vec<WebhookDecl>,
+    /// `[[schedules]]`: the cron schedules that start the agent, in
+    /// declaration order.
+    pub schedules: Vec<ScheduleDecl>,
     /// Warnings found while loading; the agent runs regardless.
     pub warnings: Vec<Diagnostic>,
 }

@@ -10,14 +10,15 @@
 use crate::diagnostic::{self, Report};
 use crate::prices::{PriceTable, price_for};
 use crate::reader::{Node, Table, join_key};
+use crate::schedules;
 use crate::source::{Loc, Sink, SourceFile};
 use crate::templates::{self, Placeholder};
 use crate::tools::{self, HANDOFF_TOOL_NAME, RawImpl, RawTool, ToolDefaults};
 use crate::webhooks;
 use crate::{DeclaredTool, Fallback, LoadedAgent};
 use rein_types::{
-    AgentSpec, Limits, ModelPrice, ModelRef, ModelSettings, Phase, ProviderDecl, Route, SqlToolDecl, StopConditions,
-    ToolImpl, WebhookDecl,
+    AgentSpec, Limits, ModelPrice, ModelRef, ModelSettings, Phase, ProviderDecl, Route, ScheduleDecl, SqlToolDecl,
+    StopConditions, ToolImpl, WebhookDecl,
 };
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -51,6 +52,7 @@ const AGENT_KEYS: &[&str] = &[
     "providers",
     "output_schema",
     "webhooks",
+    "schedules",
 ];
 const TOOL_FILE_KEYS: &[&str] = &["tools", "databases"];
 const MODEL_KEYS: &[&str] = &[
@@ -146,6 +148,8 @@ struct AgentParts {
     output_schema: Option<serde_json::Value>,
     /// `[[webhooks]]`, in order.
     webhooks: Vec<WebhookDecl>,
+    /// `[[schedules]]`, in order.
+    schedules: Vec<ScheduleDecl>,
     own: FileParts,
 }
 
@@ -422,6 +426,7 @@ fn parse_agent(table: &Table<'_, '_>, env: &mut Vec<EnvRef>, incomplete: &mut bo
     let prices = table.get("prices").map(|node| parse_prices(&node, sink)).unwrap_or_default();
     let output_schema = table.get("output_schema").and_then(|node| parse_output_schema(&node, sink));
     let webhooks = table.get("webhooks").map(|node| webhooks::parse_webhooks(&node, env, sink)).unwrap_or_default();
+    let schedules = table.get("schedules").map(|node| schedules::parse_schedules(&node, sink)).unwrap_or_default();
 
     let defaults = ToolDefaults { timeout_ms: limits.tool_timeout_ms };
     let own = parse_tool_file_parts(table, &defaults, env, incomplete, sink);
@@ -445,6 +450,7 @@ fn parse_agent(table: &Table<'_, '_>, env: &mut Vec<EnvRef>, incomplete: &mut bo
         prices,
         output_schema,
         webhooks,
+        schedules,
         own,
     }
 }
@@ -1094,6 +1100,12 @@ fn assemble(
     {
         map.insert("webhooks".into(), serde_json::to_value(&agent.webhooks).ok()?);
     }
+    // And schedules: when the agent runs by itself is part of it too.
+    if !agent.schedules.is_empty()
+        && let Some(map) = extra.as_object_mut()
+    {
+        map.insert("schedules".into(), serde_json::to_value(&agent.schedules).ok()?);
+    }
     let routes = agent
         .routes
         .iter()
@@ -1123,6 +1135,7 @@ fn assemble(
         prices,
         tools,
         webhooks: agent.webhooks,
+        schedules: agent.schedules,
         warnings: Vec::new(),
     })
 }

@@ -10,7 +10,7 @@
 
 use rein_config::{ConfigError, Diagnostic};
 use rein_runtime::{Agent, RuntimeError};
-use rein_types::{AgentSpec, ModelRef, Phase, ProviderDecl, Tool, ToolImpl, ToolSpec, WebhookDecl};
+use rein_types::{AgentSpec, ModelRef, Phase, ProviderDecl, ScheduleDecl, Tool, ToolImpl, ToolSpec, WebhookDecl};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::Arc;
@@ -67,6 +67,10 @@ pub struct AgentDefinition {
     /// (also in `spec.extra`, so they are part of the version).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub webhooks: Vec<WebhookDecl>,
+    /// `[[schedules]]`: what `rein serve` fires on its own (also in
+    /// `spec.extra`, so they are part of the version).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schedules: Vec<ScheduleDecl>,
 }
 
 impl AgentDefinition {
@@ -142,6 +146,7 @@ fn resolve(
         routes: loaded.routes.iter().map(|(phase, r)| (*phase, r.model.clone(), r.provider.clone())).collect(),
         tools: loaded.tools.iter().map(|t| (t.spec.clone(), t.implementation.clone())).collect(),
         webhooks: loaded.webhooks,
+        schedules: loaded.schedules,
         provider: loaded.provider,
         spec: loaded.spec,
     };

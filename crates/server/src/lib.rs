@@ -17,12 +17,14 @@ mod limits;
 mod metrics;
 mod openapi;
 mod routes;
+mod schedule;
 mod stream;
 
 pub use auth::{AuthMode, Caller};
 pub use callback::{SIGNATURE_HEADER, TIMESTAMP_HEADER, sign};
 pub use error::ApiError;
 pub use hooks::DELIVERY_HEADER;
+pub use schedule::{Due, Schedule, TickOutcome, due_ticks, spawn_scheduler};
 
 use axum::http::StatusCode;
 use rein::worker::{Worker, WorkerConfig};
@@ -87,6 +89,9 @@ pub struct AppState {
     /// them up again.
     pub(crate) background: tokio::sync::Mutex<JoinSet<()>>,
     pub(crate) metrics: Arc<metrics::Metrics>,
+    /// Told when the served agents change, so the scheduler looks at their
+    /// schedules again instead of sleeping to a tick computed before.
+    pub(crate) agents_changed: tokio::sync::Notify,
 }
 
 impl AppState {
@@ -98,6 +103,7 @@ impl AppState {
             config,
             background: tokio::sync::Mutex::new(JoinSet::new()),
             metrics: Arc::new(metrics::Metrics::new()),
+            agents_changed: tokio::sync::Notify::new(),
         })
     }
 
@@ -140,6 +146,9 @@ impl AppState {
         if let Ok(mut built) = self.built.write() {
             built.insert((served.agent.name().to_owned(), version.0), served.clone());
         }
+        // A permit is kept if the scheduler is not waiting right now, so a
+        // change made while it fires ticks is not missed.
+        self.agents_changed.notify_one();
         Ok(served)
     }
 

@@ -2,7 +2,9 @@
 //! watch — runs by status, steps per run, run latency, tokens and cost by
 //! agent and model, tool calls and errors by tool, suspensions — fed by a
 //! runtime hook on every journaled event of the runs this server drives,
-//! plus the unfinished runs in the store (the queue), counted at scrape.
+//! plus the unfinished runs in the store (the queue), counted at scrape,
+//! and schedule ticks by outcome (fired here, claimed by another process,
+//! skipped as late or because the agent was disabled).
 //!
 //! The recorder is this server's own, not the process-global one, so two
 //! servers in one process (tests) keep separate figures.
@@ -58,6 +60,12 @@ impl Metrics {
     fn gauge(&self, name: &'static str, labels: &[(&'static str, String)], value: f64) {
         let key = Key::from_parts(name, labels.iter().map(|(k, v)| Label::new(*k, v.clone())).collect::<Vec<_>>());
         self.recorder.register_gauge(&key, &METADATA).set(value);
+    }
+
+    /// `by` ticks of `agent`'s schedule `schedule` that ended as `outcome`.
+    pub(crate) fn schedule_ticks(&self, agent: &str, schedule: &str, outcome: &'static str, by: u64) {
+        let labels = [("agent", agent.to_owned()), ("schedule", schedule.to_owned()), ("outcome", outcome.to_owned())];
+        self.counter("rein_schedule_ticks_total", &labels, by);
     }
 
     /// The exposition text, with the queue counted now.

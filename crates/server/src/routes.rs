@@ -4,7 +4,7 @@
 use crate::auth::{Admin, Approvals, Auth, Caller, RunsRead, RunsWrite};
 use crate::error::ApiError;
 use crate::openapi::{self, Doc, schema_of};
-use crate::{AppState, callback, hooks, stream};
+use crate::{AppState, callback, hooks, schedule, stream};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -91,6 +91,10 @@ fn endpoints() -> Vec<(Doc, MethodRouter<Arc<AppState>>)> {
                 ..keyed(A, "post", "/v1/agents/{name}/enable", "Enable the agent again")
             },
             post(enable_agent),
+        ),
+        (
+            keyed(R, "get", "/v1/agents/{name}/schedules", "The agent's schedules with their next fire times"),
+            get(schedule::list),
         ),
         (
             Doc { query: Some(schema_of::<ListQuery>), ..keyed(R, "get", "/v1/runs", "Runs, newest first") },

@@ -332,3 +332,45 @@ pub(crate) async fn record_delivery(
         JournalError::Storage(format!("delivery {delivery_id} of webhook {hook} has an unreadable run id"))
     })
 }
+
+/// Claims tick `tick_ms` of `agent`'s schedule `schedule` for `run`, or
+/// finds the run the tick's earlier claim started. As with deliveries, the
+/// insert waits for a concurrent one of the same tick to end and then does
+/// nothing, so exactly one claim succeeds; the read is a statement of its
+/// own so that it sees the winner's row.
+pub(crate) async fn claim_tick(
+    pool: &PgPool,
+    agent: &str,
+    schedule: &str,
+    tick_ms: u64,
+    run: RunId,
+    now_ms: u64,
+) -> Result<Option<RunId>, JournalError> {
+    let inserted = query::<Postgres>(
+        "INSERT INTO schedule_ticks (agent, schedule, tick_ms, run_id, claimed_at_ms) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (agent, schedule, tick_ms) DO NOTHING",
+    )
+    .bind(agent)
+    .bind(schedule)
+    .bind(clamp(tick_ms))
+    .bind(run.to_string())
+    .bind(clamp(now_ms))
+    .execute(pool)
+    .await
+    .map_err(write_failed)?;
+    if inserted.rows_affected() == 1 {
+        return Ok(None);
+    }
+    let row =
+        query::<Postgres>("SELECT run_id FROM schedule_ticks WHERE agent = $1 AND schedule = $2 AND tick_ms = $3")
+            .bind(agent)
+            .bind(schedule)
+            .bind(clamp(tick_ms))
+            .fetch_one(pool)
+            .await
+            .map_err(read_failed)?;
+    let id: &str = row.try_get(0).map_err(read_failed)?;
+    RunId::parse(id).map(Some).ok_or_else(|| {
+        JournalError::Storage(format!("tick {tick_ms} of schedule {agent}/{schedule} has an unreadable run id"))
+    })
+}

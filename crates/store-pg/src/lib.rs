@@ -302,6 +302,17 @@ impl ControlStore for PgStore {
     ) -> Result<Option<RunId>, JournalError> {
         control::record_delivery(&self.pool, hook, delivery_id, run, now_ms).await
     }
+
+    async fn claim_tick(
+        &self,
+        agent: &str,
+        schedule: &str,
+        tick_ms: u64,
+        run: RunId,
+        now_ms: u64,
+    ) -> Result<Option<RunId>, JournalError> {
+        control::claim_tick(&self.pool, agent, schedule, tick_ms, run, now_ms).await
+    }
 }
 
 #[async_trait]

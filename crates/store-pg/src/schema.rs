@@ -165,6 +165,20 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX run_queue_live ON run_queue (enqueued_at_ms, run_id) WHERE state <> 'done';
     CREATE INDEX run_queue_owner ON run_queue (owner) WHERE state = 'claimed';
     "#,
+    // Version 5 (the SQLite file's version 6): schedule ticks claimed: one row per (agent, schedule, tick), inserted
+    // by the one process that fires the tick, with the run it started, so
+    // that however many servers share the schema each tick starts one run
+    // (the SQLite file's `schedule_ticks` migration).
+    r#"
+    CREATE TABLE schedule_ticks (
+        agent TEXT COLLATE "C" NOT NULL,
+        schedule TEXT COLLATE "C" NOT NULL,
+        tick_ms BIGINT NOT NULL,
+        run_id TEXT COLLATE "C" NOT NULL,
+        claimed_at_ms BIGINT NOT NULL,
+        PRIMARY KEY (agent, schedule, tick_ms)
+    );
+    "#,
 ];
 
 /// The schema version this build writes and understands.

@@ -305,3 +305,38 @@ pub(crate) fn record_delivery(
     tx.commit().map_err(write_failed)?;
     Ok(existing)
 }
+
+/// Claims tick `tick_ms` of `agent`'s schedule `schedule` for `run`, or
+/// finds the run the tick's earlier claim started. One immediate
+/// transaction, so of processes claiming the same tick exactly one inserts.
+pub(crate) fn claim_tick(
+    conn: &mut Connection,
+    agent: &str,
+    schedule: &str,
+    tick_ms: u64,
+    run: RunId,
+    now_ms: u64,
+) -> Result<Option<RunId>, JournalError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(write_failed)?;
+    let inserted = tx
+        .prepare_cached(
+            "INSERT INTO schedule_ticks (agent, schedule, tick_ms, run_id, claimed_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (agent, schedule, tick_ms) DO NOTHING",
+        )
+        .and_then(|mut s| s.execute(params![agent, schedule, clamp(tick_ms), run.to_string(), clamp(now_ms)]))
+        .map_err(write_failed)?;
+    let existing = if inserted == 1 {
+        None
+    } else {
+        let id: String = tx
+            .prepare_cached("SELECT run_id FROM schedule_ticks WHERE agent = ?1 AND schedule = ?2 AND tick_ms = ?3")
+            .and_then(|mut s| s.query_row(params![agent, schedule, clamp(tick_ms)], |row| row.get(0)))
+            .map_err(read_failed)?;
+        let earlier = RunId::parse(&id).ok_or_else(|| {
+            JournalError::Storage(format!("tick {tick_ms} of schedule {agent}/{schedule} has an unreadable run id"))
+        })?;
+        Some(earlier)
+    };
+    tx.commit().map_err(write_failed)?;
+    Ok(existing)
+}

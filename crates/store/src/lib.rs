@@ -413,6 +413,18 @@ impl ControlStore for SqliteJournal {
         let (hook, delivery_id) = (hook.to_string(), delivery_id.to_string());
         self.write(move |conn| control::record_delivery(conn, &hook, &delivery_id, run, now_ms)).await
     }
+
+    async fn claim_tick(
+        &self,
+        agent: &str,
+        schedule: &str,
+        tick_ms: u64,
+        run: RunId,
+        now_ms: u64,
+    ) -> Result<Option<RunId>, JournalError> {
+        let (agent, schedule) = (agent.to_string(), schedule.to_string());
+        self.write(move |conn| control::claim_tick(conn, &agent, &schedule, tick_ms, run, now_ms)).await
+    }
 }
 
 #[async_trait]

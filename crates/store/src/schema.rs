@@ -169,6 +169,19 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX run_queue_live ON run_queue (enqueued_at_ms, run_id) WHERE state <> 'done';
     CREATE INDEX run_queue_owner ON run_queue (owner) WHERE state = 'claimed';
     "#,
+    // Version 6: schedule ticks claimed: one row per (agent, schedule, tick), inserted
+    // by the one process that fires the tick, with the run it started, so
+    // that however many servers share the store each tick starts one run.
+    r#"
+    CREATE TABLE schedule_ticks (
+        agent TEXT NOT NULL,
+        schedule TEXT NOT NULL,
+        tick_ms INTEGER NOT NULL,
+        run_id TEXT NOT NULL,
+        claimed_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (agent, schedule, tick_ms)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The schema version this build writes and understands.

@@ -1,8 +1,8 @@
 //! What a store keeps beside the events so that runs can be operated on from
 //! any process: registered agent definitions (resume rebuilds an agent from
 //! the exact version a run started with), the kill switch, cancel requests,
-//! which process holds a run, and the hash chain that makes the journal
-//! tamper-evident.
+//! which process holds a run, the webhook deliveries seen and schedule
+//! ticks claimed, and the hash chain that makes the journal tamper-evident.
 
 use crate::access::AccessStore;
 use crate::ids::{AgentVersion, RunId, TenantId};
@@ -206,6 +206,21 @@ pub trait ControlStore: Send + Sync {
         &self,
         hook: &str,
         delivery_id: &str,
+        run: RunId,
+        now_ms: u64,
+    ) -> Result<Option<RunId>, JournalError>;
+
+    /// Claims the tick at `tick_ms` (Unix ms, the time the cron expression
+    /// named) of schedule `schedule` of `agent` for `run`: `None` when this
+    /// caller won the claim (it starts `run`), `Some(run of the winner)`
+    /// when the tick was claimed before, here or by another process (the
+    /// caller starts nothing). Atomic: of any number of processes claiming
+    /// one tick at once, exactly one gets `None`.
+    async fn claim_tick(
+        &self,
+        agent: &str,
+        schedule: &str,
+        tick_ms: u64,
         run: RunId,
         now_ms: u64,
     ) -> Result<Option<RunId>, JournalError>;

@@ -167,3 +167,30 @@ impl WebhookDecl {
     /// Five minutes.
     pub const DEFAULT_TOLERANCE_MS: u64 = 5 * 60 * 1000;
 }
+
+/// A schedule that starts the agent on a fixed input at the times a cron
+/// expression names, in a time zone (`[[schedules]]`, fired by `rein serve`).
+/// Each tick starts one run however many servers share the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleDecl {
+    /// 1–64 of `A-Z`, `a-z`, `0-9`, `_`, `-`; unique within the agent.
+    pub name: String,
+    /// Five fields (minute hour day-of-month month day-of-week), or six
+    /// with seconds first.
+    pub cron: String,
+    /// IANA time zone name the cron expression is read in.
+    pub timezone: String,
+    /// The input of every run the schedule starts.
+    pub input: String,
+    /// A disabled schedule fires nothing.
+    pub enabled: bool,
+    /// A tick found this long (milliseconds) after its time — the server
+    /// was down — is skipped rather than fired late.
+    pub max_lateness_ms: u64,
+}
+
+impl ScheduleDecl {
+    /// Five minutes.
+    pub const DEFAULT_MAX_LATENESS_MS: u64 = 5 * 60 * 1000;
+    pub const DEFAULT_TIMEZONE: &'static str = "UTC";
+}

@@ -30,7 +30,9 @@ pub use control::{
     Activation, AgentRecord, AgentVersionRecord, CHAIN_GENESIS, ChainFault, ChainProblem, ChainReport, ControlStore,
     Lease, Store, chain_hash, rollback_target,
 };
-pub use decl::{BodyMapping, HttpToolDecl, ProviderDecl, RetryPolicy, SqlMode, SqlToolDecl, ToolImpl, WebhookDecl};
+pub use decl::{
+    BodyMapping, HttpToolDecl, ProviderDecl, RetryPolicy, ScheduleDecl, SqlMode, SqlToolDecl, ToolImpl, WebhookDecl,
+};
 pub use event::{Event, EventKind, JOURNAL_FORMAT_VERSION, LimitKind, Reconciliation, RejectReason};
 pub use ids::{AgentVersion, IdempotencyKey, RunId, TenantId, TenantIdError, ToolCallId, ToolName, ToolNameError};
 pub use message::{Message, ToolCall};
