@@ -143,7 +143,10 @@ impl Worker {
                 break;
             }
             let can_claim = drain_deadline.is_none() && tasks.len() < self.config.concurrency;
+            // Biased, shutdown first: a stop that arrives with a finished
+            // run must be seen before the loop goes back to claiming.
             tokio::select! {
+                biased;
                 () = &mut shutdown, if drain_deadline.is_none() => {
                     tracing::info!(in_flight = tasks.len(), drain_timeout = ?self.config.drain_timeout,
                         "draining: claiming nothing more");

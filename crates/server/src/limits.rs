@@ -10,7 +10,7 @@
 use crate::AppState;
 use crate::error::ApiError;
 use axum::http::StatusCode;
-use rein::{RunFilter, RunStatus, TenantId, TenantLimits};
+use rein::{TenantId, TenantLimits};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -97,23 +97,18 @@ impl TenantLimiter {
         })
     }
 
-    /// Refuses a new run of `tenant` while its cap of running runs is
-    /// reached. Counted in the store, so runs anywhere count; two admissions
-    /// racing past the last slot can overshoot the cap by one each.
+    /// Refuses a new run of `tenant` while its cap on runs at once is
+    /// reached: its runs queued or being driven, counted in the store's run
+    /// queue, so runs anywhere count. Two admissions racing past the last
+    /// slot can overshoot the cap by one each.
     pub async fn admit_run(&self, state: &AppState, tenant: &TenantId) -> Result<(), ApiError> {
         let limits = self.limits_of(state, tenant).await?;
         let Some(cap) = limits.max_concurrent_runs.filter(|&n| n > 0) else { return Ok(()) };
-        let filter = RunFilter {
-            tenant: Some(tenant.clone()),
-            status: Some(RunStatus::Running),
-            limit: Some(cap),
-            ..RunFilter::default()
-        };
-        let running = state.operator.store().runs(&filter).await?.len();
-        if running >= cap as usize {
+        let live = state.operator.store().live_runs(tenant).await?;
+        if live >= u64::from(cap) {
             return Err(too_many(
                 "too_many_runs",
-                format!("tenant {tenant} has {running} runs running, its cap; retry when one finishes"),
+                format!("tenant {tenant} has {live} runs queued or running, its cap; retry when one finishes"),
                 RUNS_RETRY_AFTER,
             ));
         }

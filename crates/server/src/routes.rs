@@ -202,15 +202,49 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 /// Takes `run` up with `action` on a task of its own and waits for it: a
 /// client that goes away (a time-out, a closed connection) must not stop a
 /// run halfway through a step.
+///
+/// The run is driven under a queue lease, as a worker would drive it, so
+/// that if this server dies while driving it a worker takes it over.
 async fn detached(state: &AppState, run: RunId, action: ResumeAction) -> Result<RunOutcome, rein::OperateError> {
+    let store = state.operator.store().clone();
+    let owner = store.owner().to_owned();
+    let entry = queued_again(store.as_ref(), run).await?;
+    let ttl_ms = u64::try_from(state.config.lease_ttl.as_millis()).unwrap_or(u64::MAX);
+    if !store.claim_run(&entry, &owner, ttl_ms, rein::now_ms()).await? {
+        return Err(rein::OperateError::Held { run, owner: "a worker holding its queue lease".into() });
+    }
     let operator = state.operator.clone();
     let runtime = state.runtime();
     let task = tokio::spawn(async move { operator.resume(&runtime, run, action, false, None).await });
-    match task.await {
+    let result = match task.await {
         Ok(result) => result,
         Err(error) => Err(rein::OperateError::Runtime(rein::RuntimeError::InvalidAgent(format!(
             "the run's task failed: {error}"
         )))),
+    };
+    // Finished or suspended again, it leaves the queue; refused or failed,
+    // it goes back to it for whoever can drive it.
+    let settled = if result.is_ok() { store.complete(run, &owner).await } else { store.release(run, &owner).await };
+    if let Err(error) = settled {
+        tracing::warn!(%run, %error, "cannot settle the run's queue lease; it expires on its own");
+    }
+    result
+}
+
+/// What the queue needs to know of `run` to let a worker take it over: its
+/// tenant, agent, version and input, from its `run_started`.
+async fn queued_again(store: &dyn rein::Store, run: RunId) -> Result<rein::QueuedRun, rein::OperateError> {
+    let events = store.events(run).await?;
+    match events.first().map(|e| (&e.kind, e.at_ms)) {
+        Some((rein::EventKind::RunStarted { agent, agent_version, input, tenant, .. }, at_ms)) => Ok(rein::QueuedRun {
+            run_id: run,
+            tenant: tenant.clone(),
+            agent: agent.clone(),
+            agent_version: agent_version.clone(),
+            input: input.clone(),
+            enqueued_at_ms: at_ms,
+        }),
+        _ => Err(rein::OperateError::NotStarted(run)),
     }
 }
 

@@ -341,6 +341,10 @@ impl RunQueue for PgStore {
         queue::complete(&self.pool, run, owner).await
     }
 
+    async fn live_runs(&self, tenant: &TenantId) -> Result<u64, JournalError> {
+        queue::live_runs(&self.pool, tenant).await
+    }
+
     async fn queue_depth(&self) -> Result<QueueDepth, JournalError> {
         queue::depth(&self.pool).await
     }

@@ -192,6 +192,15 @@ pub(crate) async fn complete(pool: &PgPool, run: RunId, owner: &str) -> Result<(
     .map_err(write_failed)
 }
 
+pub(crate) async fn live_runs(pool: &PgPool, tenant: &TenantId) -> Result<u64, JournalError> {
+    let row = query::<Postgres>("SELECT COUNT(*) FROM run_queue WHERE state <> 'done' AND tenant = $1")
+        .bind(tenant.as_str())
+        .fetch_one(pool)
+        .await
+        .map_err(read_failed)?;
+    row.try_get::<i64, _>(0).map(unsigned).map_err(read_failed)
+}
+
 pub(crate) async fn depth(pool: &PgPool) -> Result<QueueDepth, JournalError> {
     let row = query::<Postgres>(
         "SELECT COUNT(*) FILTER (WHERE state = 'queued'), COUNT(*) FILTER (WHERE state = 'claimed'),

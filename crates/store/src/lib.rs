@@ -464,6 +464,11 @@ impl RunQueue for SqliteJournal {
         self.write(move |conn| queue::complete(conn, run, &owner)).await
     }
 
+    async fn live_runs(&self, tenant: &TenantId) -> Result<u64, JournalError> {
+        let tenant = tenant.clone();
+        self.read(move |conn| queue::live_runs(conn, &tenant)).await
+    }
+
     async fn queue_depth(&self) -> Result<QueueDepth, JournalError> {
         self.read(queue::depth).await
     }

@@ -172,6 +172,13 @@ pub(crate) fn complete(conn: &Connection, run: RunId, owner: &str) -> Result<(),
     .map_err(write_failed)
 }
 
+pub(crate) fn live_runs(conn: &Connection, tenant: &TenantId) -> Result<u64, JournalError> {
+    conn.prepare_cached("SELECT COUNT(*) FROM run_queue WHERE state <> 'done' AND tenant = ?1")
+        .and_then(|mut s| s.query_row([tenant.as_str()], |row| row.get::<_, i64>(0)))
+        .map(unsigned)
+        .map_err(read_failed)
+}
+
 pub(crate) fn depth(conn: &Connection) -> Result<QueueDepth, JournalError> {
     conn.prepare_cached(
         "SELECT COALESCE(SUM(state = 'queued'), 0), COALESCE(SUM(state = 'claimed'), 0),

@@ -69,8 +69,11 @@ pub async fn expired_leases_are_reclaimed_and_heartbeats_keep_them(queue: &dyn R
 /// nobody.
 pub async fn released_runs_go_back_and_completed_ones_leave(queue: &dyn RunQueue) {
     let run = queued(T0, "task");
+    let tenant = rein_types::TenantId::default();
     queue.enqueue(&run).await.unwrap();
+    assert_eq!(queue.live_runs(&tenant).await.unwrap(), 1, "queued runs are live, counted by tenant");
     queue.claim("w1", TTL, T0).await.unwrap().expect("claimed");
+    assert_eq!(queue.live_runs(&tenant).await.unwrap(), 1, "claimed runs are live");
     queue.release(run.run_id, "w2").await.unwrap();
     assert!(queue.claim("w2", TTL, T0 + 1).await.unwrap().is_none(), "only the holder releases");
     queue.release(run.run_id, "w1").await.unwrap();
@@ -78,6 +81,14 @@ pub async fn released_runs_go_back_and_completed_ones_leave(queue: &dyn RunQueue
     let again = queue.claim("w2", TTL, T0 + 2).await.unwrap().expect("released runs are claimable at once");
     assert_eq!(again.taken_over_from, None, "a release is not an expiry");
     queue.complete(run.run_id, "w2").await.unwrap();
+    assert_eq!(queue.live_runs(&tenant).await.unwrap(), 0, "completed runs are not live");
+    let elsewhere = QueuedRun { tenant: rein_types::TenantId::parse("elsewhere").unwrap(), ..queued(T0 + 5, "other") };
+    queue.enqueue(&elsewhere).await.unwrap();
+    assert_eq!(queue.live_runs(&tenant).await.unwrap(), 0, "another tenant's runs do not count");
+    assert_eq!(queue.live_runs(&elsewhere.tenant).await.unwrap(), 1);
+    let other = queue.claim("w3", TTL, T0 + 10 * TTL).await.unwrap().expect("the other tenant's run");
+    assert_eq!(other.run.run_id, elsewhere.run_id);
+    queue.complete(elsewhere.run_id, "w3").await.unwrap();
     assert!(queue.claim("w3", TTL, T0 + 10 * TTL).await.unwrap().is_none(), "completed runs are not claimed");
     let depth = queue.queue_depth().await.unwrap();
     assert_eq!((depth.queued, depth.claimed, depth.lease_expiries), (0, 0, 0));

@@ -95,6 +95,11 @@ pub trait RunQueue: Send + Sync {
     /// How much work is queued and claimed.
     async fn queue_depth(&self) -> Result<QueueDepth, JournalError>;
 
+    /// `tenant`'s runs queued or claimed: waiting for a worker or being
+    /// driven (runs waiting for people have left the queue). What a
+    /// tenant's cap on runs at once counts.
+    async fn live_runs(&self, tenant: &TenantId) -> Result<u64, JournalError>;
+
     /// Waits until work may have been added or released (by any process,
     /// where the backend can tell) or `timeout` passes, whichever is first.
     /// Wakes may be spurious: callers claim and see.
