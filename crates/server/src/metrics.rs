@@ -124,6 +124,12 @@ impl Hooks for Metrics {
                 let labels = [agent(), ("tool", tool.clone()), ("reason", reason.unwrap_or_default())];
                 self.counter("rein_tool_calls_rejected_total", &labels, 1);
             }
+            // Escalations to people: a tool call held for approval (a
+            // run handed to a human ends as `escalated` in
+            // rein_runs_finished_total).
+            EventKind::ApprovalRequested { tool, .. } => {
+                self.counter("rein_approvals_requested_total", &[agent(), ("tool", tool.clone())], 1)
+            }
             EventKind::RunSuspended { status, .. } => {
                 self.counter("rein_runs_suspended_total", &[agent(), ("status", status.as_str().to_owned())], 1)
             }
