@@ -361,3 +361,127 @@ async fn versions_are_listed_activated_and_rolled_back() {
     let (status, none) = server.call(Some(&admin), "post", "/v1/agents/single/rollback", None).await;
     assert_eq!((status, none["error"]["code"].as_str()), (409, Some("nothing_to_roll_back")));
 }
+
+fn hook_toml(model: &str) -> String {
+    format!(
+        r#"
+name = "triager"
+system_prompt = "Triage the issue."
+
+[model]
+id = "openai-compatible:mock-model"
+base_url = "{model}"
+
+[[webhooks]]
+name = "issues"
+secret_env = "REIN_PG_TEST_HOOK_SECRET"
+input = "answer: {{/title}}"
+tolerance = "2m"
+"#
+    )
+}
+
+async fn deliver(server: &Server, secret: &[u8], timestamp: u64, id: &str, body: &[u8]) -> (u16, Value) {
+    let signature = rein_server::sign(secret, timestamp, body);
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/hooks/issues", server.base))
+        .header("content-type", "application/json")
+        .header("x-rein-timestamp", timestamp.to_string())
+        .header("x-rein-signature", signature)
+        .header("x-rein-delivery", id)
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn webhook_signatures_stale_timestamps_and_replays_are_refused() {
+    // SAFETY of the test: no other test in this binary reads this variable.
+    unsafe { std::env::set_var("REIN_PG_TEST_HOOK_SECRET", "hook-secret") };
+    let server = Server::start().await;
+    let admin = server.key("acme", &[Scope::Admin]).await;
+    let toml = hook_toml(&server.model.base_url);
+    let (status, body) = server.call(Some(&admin), "post", "/v1/agents", Some(json!({ "toml": toml }))).await;
+    assert_eq!(status, 201, "{body}");
+    let now = rein::now_ms() / 1000;
+    let payload = serde_json::to_vec(&json!({ "title": "Crash" })).unwrap();
+
+    let (status, wrong) = deliver(&server, b"not-the-secret", now, "d-1", &payload).await;
+    assert_eq!((status, wrong["error"]["code"].as_str()), (401, Some("bad_signature")));
+    let (status, stale) = deliver(&server, b"hook-secret", now - 600, "d-1", &payload).await;
+    assert_eq!((status, stale["error"]["code"].as_str()), (401, Some("stale_timestamp")));
+
+    let (status, started) = deliver(&server, b"hook-secret", now, "d-1", &payload).await;
+    assert_eq!(status, 202, "{started}");
+    let run = started["run_id"].as_str().unwrap().to_owned();
+    // A retry of the delivery, and the same signed bytes under a new id.
+    let (status, again) = deliver(&server, b"hook-secret", now, "d-1", &payload).await;
+    assert_eq!((status, again["error"]["code"].as_str()), (409, Some("duplicate_delivery")));
+    assert_eq!(again["error"]["run_id"], run.as_str());
+    let (status, replay) = deliver(&server, b"hook-secret", now, "d-2", &payload).await;
+    assert_eq!((status, replay["error"]["code"].as_str()), (409, Some("duplicate_delivery")));
+
+    // The one run ran, as the agent's tenant's.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, shown) = server.call(Some(&admin), "get", &format!("/v1/runs/{run}"), None).await;
+        if shown["status"] == "succeeded" {
+            assert_eq!(shown["input"], "answer: Crash");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the webhook's run did not finish: {shown}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (_, runs) = server.call(Some(&admin), "get", "/v1/runs", None).await;
+    assert_eq!(runs["runs"].as_array().unwrap().len(), 1, "one delivery, one run: {runs}");
+}
+
+/// `(id, event type)` of each server-sent event in `text`.
+fn sse_events(text: &str) -> Vec<(u64, String)> {
+    text.split("\n\n")
+        .filter_map(|block| {
+            let id = block.lines().find_map(|l| l.strip_prefix("id:"))?.trim().parse().ok()?;
+            let event = block.lines().find_map(|l| l.strip_prefix("event:"))?.trim().to_owned();
+            Some((id, event))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_event_stream_resumes_after_last_event_id() {
+    let server = Server::start().await;
+    let admin = server.key("default", &[Scope::Admin]).await;
+    server.register(&admin, "mailer", "Send notices.").await;
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/agents/mailer/runs", server.base))
+        .bearer_auth(&admin)
+        .json(&json!({ "input": "answer now", "mode": "stream" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let text = response.text().await.unwrap();
+    let events = sse_events(&text);
+    assert_eq!(events.first().map(|e| e.1.as_str()), Some("run_started"));
+    assert_eq!(events.last().map(|e| e.1.as_str()), Some("run_finished"));
+    assert!(events.windows(2).all(|w| w[1].0 == w[0].0 + 1), "ids are consecutive seqs: {events:?}");
+    let (_, runs) = server.call(Some(&admin), "get", "/v1/runs", None).await;
+    let run = runs["runs"][0]["run_id"].as_str().unwrap().to_owned();
+    let again = reqwest::Client::new()
+        .get(format!("{}/v1/runs/{run}/events", server.base))
+        .bearer_auth(&admin)
+        .header("accept", "text/event-stream")
+        .header("last-event-id", "1")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let resumed = sse_events(&again);
+    assert_eq!(resumed.first().map(|e| e.0), Some(2));
+    assert_eq!(resumed, events[2..].to_vec(), "nothing missed, nothing twice");
+}
