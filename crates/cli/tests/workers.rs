@@ -334,13 +334,15 @@ async fn sigterm_drains_a_worker_and_nothing_is_lost() {
     for task in &tasks {
         submit(&db, &world.agent, task).await;
     }
-    wait_until("the worker drives two runs", Duration::from_secs(30), || held_mid_run(&schema, pid).len() == 2).await;
+    // As soon as it is mid-run: waiting for both of its slots to be mid-run
+    // at one instant can take until the last runs on a loaded machine.
+    wait_until("the worker drives a run", Duration::from_secs(30), || !held_mid_run(&schema, pid).is_empty()).await;
     std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
     let status = tokio::time::timeout(Duration::from_secs(30), first.wait()).await.unwrap().unwrap();
     assert!(status.success(), "{status}");
     // It finished what it had and claimed nothing more.
     let succeeded = statuses(&db).get("succeeded").copied().unwrap_or(0);
-    assert!((2..tasks.len()).contains(&succeeded), "the in-flight runs finished: {:?}", statuses(&db));
+    assert!((1..tasks.len()).contains(&succeeded), "the in-flight runs finished: {:?}", statuses(&db));
     assert_eq!(schema.count("SELECT count(*) FROM run_queue WHERE state = 'claimed'"), 0, "nothing left held");
     let left = schema.count("SELECT count(*) FROM run_queue WHERE state = 'queued'");
     assert_eq!(left, tasks.len() - succeeded, "the rest wait in the queue");

@@ -12,7 +12,7 @@ use crate::error::ApiError;
 use axum::http::StatusCode;
 use rein::{TenantId, TenantLimits};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 /// How long tenants' own limits are used before they are read again.
@@ -46,8 +46,13 @@ impl Bucket {
 
 pub struct TenantLimiter {
     defaults: TenantLimits,
-    /// Tenants' own limits, and when they were read.
-    own: tokio::sync::Mutex<(Option<Instant>, HashMap<TenantId, TenantLimits>)>,
+    /// Tenants' own limits, and when they were read; `None` until first
+    /// read.
+    own: RwLock<Option<(Instant, HashMap<TenantId, TenantLimits>)>>,
+    /// Held by the one request that reads the limits again, so that the
+    /// others go on with the limits read before instead of queueing
+    /// behind a store read.
+    refreshing: tokio::sync::Mutex<()>,
     buckets: Mutex<HashMap<TenantId, Bucket>>,
 }
 
@@ -55,17 +60,48 @@ impl TenantLimiter {
     /// `defaults` apply where a tenant has no limit of its own; 0 or `None`
     /// is no limit.
     pub fn new(defaults: TenantLimits) -> Self {
-        Self { defaults, own: tokio::sync::Mutex::new((None, HashMap::new())), buckets: Mutex::new(HashMap::new()) }
+        Self {
+            defaults,
+            own: RwLock::new(None),
+            refreshing: tokio::sync::Mutex::new(()),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether tenants' own limits were read within [`REFRESH`]; `None`
+    /// before the first read.
+    fn fresh(&self) -> Option<bool> {
+        let own = self.own.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        own.as_ref().map(|(at, _)| at.elapsed() <= REFRESH)
+    }
+
+    async fn reload(&self, state: &AppState) -> Result<(), ApiError> {
+        let stored = state.operator.store().tenant_limits().await?;
+        let mut own = self.own.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *own = Some((Instant::now(), stored.into_iter().collect()));
+        Ok(())
     }
 
     /// `tenant`'s limits: its own where set, the defaults elsewhere.
     async fn limits_of(&self, state: &AppState, tenant: &TenantId) -> Result<TenantLimits, ApiError> {
-        let mut own = self.own.lock().await;
-        if own.0.is_none_or(|at| at.elapsed() > REFRESH) {
-            let stored = state.operator.store().tenant_limits().await?;
-            *own = (Some(Instant::now()), stored.into_iter().collect());
+        match self.fresh() {
+            Some(true) => {}
+            // Stale: one request reads them again; the rest use what was read.
+            Some(false) => {
+                if let Ok(_refreshing) = self.refreshing.try_lock() {
+                    self.reload(state).await?;
+                }
+            }
+            // Never read: every request waits for the first read.
+            None => {
+                let _refreshing = self.refreshing.lock().await;
+                if self.fresh().is_none() {
+                    self.reload(state).await?;
+                }
+            }
         }
-        let set = own.1.get(tenant).copied().unwrap_or_default();
+        let own = self.own.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let set = own.as_ref().and_then(|(_, limits)| limits.get(tenant).copied()).unwrap_or_default();
         Ok(TenantLimits {
             requests_per_second: set.requests_per_second.or(self.defaults.requests_per_second),
             burst: set.burst.or(self.defaults.burst),

@@ -22,7 +22,10 @@ fn key(row: &PgRow) -> Result<ApiKeyRecord, JournalError> {
     let scopes: &str = row.try_get(3).map_err(read_failed)?;
     Ok(ApiKeyRecord {
         id: row.try_get(0).map_err(read_failed)?,
-        tenant: TenantId::parse(tenant).unwrap_or_default(),
+        // A stored tenant that does not parse was not written by rein: an
+        // error, never a guess (a guess could hand a key another tenant).
+        tenant: TenantId::parse(tenant)
+            .map_err(|e| JournalError::Storage(format!("API key with an unreadable tenant: {e}")))?,
         name: row.try_get(2).map_err(read_failed)?,
         scopes: decode_scopes(scopes)?,
         hash: row.try_get(4).map_err(read_failed)?,

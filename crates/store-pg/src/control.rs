@@ -181,7 +181,8 @@ pub(crate) async fn agents(pool: &PgPool) -> Result<Vec<AgentRecord>, JournalErr
                 changed_at_ms: row.try_get::<Option<i64>, _>(3)?.map(unsigned),
                 versions: u32::try_from(row.try_get::<i64, _>(4)?).unwrap_or(u32::MAX),
                 latest_version: row.try_get(5)?,
-                tenant: TenantId::parse(row.try_get::<&str, _>(6)?).unwrap_or_default(),
+                tenant: TenantId::parse(row.try_get::<&str, _>(6)?)
+                    .map_err(|e| sqlx_core::Error::Decode(Box::new(e)))?,
                 active_version: row.try_get(7)?,
             })
         })

@@ -33,7 +33,10 @@ fn key(row: &Row<'_>) -> rusqlite::Result<(ApiKeyRecord, String)> {
     let tenant: String = row.get(1)?;
     let record = ApiKeyRecord {
         id: row.get(0)?,
-        tenant: TenantId::parse(&tenant).unwrap_or_default(),
+        // A stored tenant that does not parse was not written by rein: an
+        // error, never a guess (a guess could hand a key another tenant).
+        tenant: TenantId::parse(&tenant)
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, Box::new(e)))?,
         name: row.get(2)?,
         scopes: Vec::new(),
         hash: row.get(4)?,

@@ -156,7 +156,9 @@ pub(crate) fn agents(conn: &Connection) -> Result<Vec<AgentRecord>, JournalError
                 changed_at_ms: row.get::<_, Option<i64>>(3)?.map(unsigned),
                 versions: u32::try_from(row.get::<_, i64>(4)?).unwrap_or(u32::MAX),
                 latest_version: row.get(5)?,
-                tenant: TenantId::parse(&row.get::<_, String>(6)?).unwrap_or_default(),
+                tenant: TenantId::parse(&row.get::<_, String>(6)?).map_err(|e| {
+                    rusqlite::Error::FromSqlConversionFailure(6, rusqlite::types::Type::Text, Box::new(e))
+                })?,
                 active_version: row.get(7)?,
             })
         })
