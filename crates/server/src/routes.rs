@@ -222,9 +222,14 @@ async fn detached(state: &AppState, run: RunId, action: ResumeAction) -> Result<
             "the run's task failed: {error}"
         )))),
     };
-    // Finished or suspended again, it leaves the queue; refused or failed,
-    // it goes back to it for whoever can drive it.
-    let settled = if result.is_ok() { store.complete(run, &owner).await } else { store.release(run, &owner).await };
+    // Finished or suspended again — or left as it was by a refused
+    // decision — it leaves the queue; left running by a failure, it goes
+    // back to it for a worker to take up.
+    let running = match &result {
+        Ok(_) => false,
+        Err(_) => store.summary(run).await.ok().flatten().is_some_and(|s| s.status == rein::RunStatus::Running),
+    };
+    let settled = if running { store.release(run, &owner).await } else { store.complete(run, &owner).await };
     if let Err(error) = settled {
         tracing::warn!(%run, %error, "cannot settle the run's queue lease; it expires on its own");
     }

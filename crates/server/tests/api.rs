@@ -2,6 +2,8 @@
 //! journal, a local server speaking the OpenAI wire format, and a local
 //! HTTP service for the agent's tool and for callbacks.
 
+mod common;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -84,7 +86,7 @@ async fn fixture(risk: &str) -> Fixture {
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(SqliteJournal::open(dir.path().join("rein.db")).unwrap());
-    let http = admin_client(store.as_ref()).await;
+    let http = common::admin_client(store.as_ref()).await;
     let client = rein::providers::default_client().unwrap();
     let operator = Arc::new(Operator::new(store, client));
     let config = ServeConfig {
@@ -111,15 +113,6 @@ async fn fixture(risk: &str) -> Fixture {
     Fixture { base, http, inbox, _model: model, _dir: dir }
 }
 
-/// A client bearing a fresh admin key of the default tenant.
-async fn admin_client(store: &dyn Store) -> reqwest::Client {
-    let key = rein::keys::generate(rein::TenantId::default(), "tests", vec![rein::Scope::Admin], 0).unwrap();
-    store.create_api_key(&key.record).await.unwrap();
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert("authorization", format!("Bearer {}", key.key).parse().unwrap());
-    reqwest::Client::builder().default_headers(headers).build().unwrap()
-}
-
 impl Fixture {
     async fn post(&self, path: &str, body: Value) -> (u16, Value) {
         let response = self.http.post(format!("{}{path}", self.base)).json(&body).send().await.unwrap();
@@ -132,17 +125,6 @@ impl Fixture {
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
     }
-}
-
-/// `(id, event type)` of each server-sent event in `text`.
-fn sse_events(text: &str) -> Vec<(u64, String)> {
-    text.split("\n\n")
-        .filter_map(|block| {
-            let id = block.lines().find_map(|l| l.strip_prefix("id:"))?.trim().parse().ok()?;
-            let event = block.lines().find_map(|l| l.strip_prefix("event:"))?.trim().to_owned();
-            Some((id, event))
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -219,7 +201,7 @@ async fn a_streamed_run_sends_its_committed_events_and_a_client_resumes_with_las
         .unwrap();
     assert_eq!(response.headers()["content-type"], "text/event-stream");
     let text = response.text().await.unwrap();
-    let events = sse_events(&text);
+    let events = common::sse_events(&text);
     assert_eq!(events.first().map(|e| e.1.as_str()), Some("run_started"));
     assert_eq!(events.last().map(|e| e.1.as_str()), Some("run_finished"));
     assert!(events.windows(2).all(|w| w[1].0 == w[0].0 + 1), "ids are consecutive seqs: {events:?}");
@@ -242,7 +224,7 @@ async fn a_streamed_run_sends_its_committed_events_and_a_client_resumes_with_las
         .text()
         .await
         .unwrap();
-    let resumed = sse_events(&again);
+    let resumed = common::sse_events(&again);
     assert_eq!(resumed.first().map(|e| e.0), Some(3));
     assert_eq!(resumed, events[3..].to_vec());
 }

@@ -7,6 +7,8 @@
 //! test starts a thread of its own (see the SAFETY comment there); each test
 //! has its own variable.
 
+mod common;
+
 use rein::Store;
 use rein::store::SqliteJournal;
 use rein_server::{AppState, ServeConfig};
@@ -92,7 +94,7 @@ async fn fixture(secret_env: &str) -> Fixture {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(SqliteJournal::open(dir.path().join("rein.db")).unwrap());
-    let http = admin_client(store.as_ref()).await;
+    let http = common::admin_client(store.as_ref()).await;
     let client = rein::providers::default_client().unwrap();
     let operator = Arc::new(rein::Operator::new(store, client));
     let state = AppState::new(operator, ServeConfig { max_body_bytes: 64 * 1024, ..ServeConfig::default() });
@@ -111,15 +113,6 @@ async fn fixture(secret_env: &str) -> Fixture {
         .unwrap();
     assert_eq!(register.status(), 201, "{}", register.text().await.unwrap());
     Fixture { base, http, model, _dir: dir }
-}
-
-/// A client bearing a fresh admin key of the default tenant.
-async fn admin_client(store: &dyn Store) -> reqwest::Client {
-    let key = rein::keys::generate(rein::TenantId::default(), "tests", vec![rein::Scope::Admin], 0).unwrap();
-    store.create_api_key(&key.record).await.unwrap();
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert("authorization", format!("Bearer {}", key.key).parse().unwrap());
-    reqwest::Client::builder().default_headers(headers).build().unwrap()
 }
 
 fn now_s() -> u64 {

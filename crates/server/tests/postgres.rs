@@ -5,6 +5,8 @@
 //! tenant is answered 429 with `Retry-After`; versions are listed, activated
 //! and rolled back.
 
+mod common;
+
 use rein::{Operator, Scope, Store, TenantId, TenantLimits};
 use rein_server::{AppState, ServeConfig};
 use rein_store_pg::PgStore;
@@ -439,17 +441,6 @@ async fn webhook_signatures_stale_timestamps_and_replays_are_refused() {
     assert_eq!(runs["runs"].as_array().unwrap().len(), 1, "one delivery, one run: {runs}");
 }
 
-/// `(id, event type)` of each server-sent event in `text`.
-fn sse_events(text: &str) -> Vec<(u64, String)> {
-    text.split("\n\n")
-        .filter_map(|block| {
-            let id = block.lines().find_map(|l| l.strip_prefix("id:"))?.trim().parse().ok()?;
-            let event = block.lines().find_map(|l| l.strip_prefix("event:"))?.trim().to_owned();
-            Some((id, event))
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_event_stream_resumes_after_last_event_id() {
     let server = Server::start().await;
@@ -464,7 +455,7 @@ async fn an_event_stream_resumes_after_last_event_id() {
         .unwrap();
     assert_eq!(response.headers()["content-type"], "text/event-stream");
     let text = response.text().await.unwrap();
-    let events = sse_events(&text);
+    let events = common::sse_events(&text);
     assert_eq!(events.first().map(|e| e.1.as_str()), Some("run_started"));
     assert_eq!(events.last().map(|e| e.1.as_str()), Some("run_finished"));
     assert!(events.windows(2).all(|w| w[1].0 == w[0].0 + 1), "ids are consecutive seqs: {events:?}");
@@ -481,7 +472,7 @@ async fn an_event_stream_resumes_after_last_event_id() {
         .text()
         .await
         .unwrap();
-    let resumed = sse_events(&again);
+    let resumed = common::sse_events(&again);
     assert_eq!(resumed.first().map(|e| e.0), Some(2));
     assert_eq!(resumed, events[2..].to_vec(), "nothing missed, nothing twice");
 }

@@ -559,39 +559,14 @@ async fn tenants_deploys_and_keys_conform() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_schedule_tick_is_claimed_once_and_repeats_find_its_run() {
     let (_dir, path, store) = fresh();
-    let (first, second) = (RunId::new(), RunId::new());
-    assert_eq!(store.claim_tick("digest", "daily", 60_000, first, 60_010).await.unwrap(), None);
-    assert_eq!(store.claim_tick("digest", "daily", 60_000, second, 60_020).await.unwrap(), Some(first));
-    // The next tick, the same schedule name on another agent, and another
-    // schedule of the same agent are other ticks.
-    assert_eq!(store.claim_tick("digest", "daily", 120_000, second, 120_010).await.unwrap(), None);
-    assert_eq!(store.claim_tick("other", "daily", 60_000, RunId::new(), 60_030).await.unwrap(), None);
-    assert_eq!(store.claim_tick("digest", "weekly", 60_000, RunId::new(), 60_030).await.unwrap(), None);
-    // Another process on the same store sees what this one claimed.
     let other = SqliteJournal::open(&path).unwrap().with_owner("other/1/1".into());
-    assert_eq!(other.claim_tick("digest", "daily", 60_000, RunId::new(), 61_000).await.unwrap(), Some(first));
-    assert_eq!(other.claim_tick("digest", "daily", 120_000, RunId::new(), 121_000).await.unwrap(), Some(second));
+    rein_testkit::ticks::a_tick_is_claimed_once_and_repeats_find_its_run(&store, &other).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_of_many_concurrent_claims_of_a_tick_wins() {
     let (_dir, path, store) = fresh();
-    let store = std::sync::Arc::new(store);
-    let other = std::sync::Arc::new(SqliteJournal::open(&path).unwrap().with_owner("other/1/1".into()));
-    let attempts: Vec<_> = (0..8)
-        .map(|i| {
-            let store = if i % 2 == 0 { store.clone() } else { other.clone() };
-            let run = RunId::new();
-            tokio::spawn(async move {
-                (run, store.claim_tick("agent", "every-second", 5_000, run, 5_000 + i).await.unwrap())
-            })
-        })
-        .collect();
-    let mut outcomes = Vec::new();
-    for attempt in attempts {
-        outcomes.push(attempt.await.unwrap());
-    }
-    let winners: Vec<RunId> = outcomes.iter().filter(|(_, found)| found.is_none()).map(|(run, _)| *run).collect();
-    assert_eq!(winners.len(), 1, "{outcomes:?}");
-    assert!(outcomes.iter().all(|(_, found)| found.is_none_or(|run| run == winners[0])), "{outcomes:?}");
+    let other = SqliteJournal::open(&path).unwrap().with_owner("other/1/1".into());
+    let handles: [std::sync::Arc<dyn ControlStore>; 2] = [std::sync::Arc::new(store), std::sync::Arc::new(other)];
+    rein_testkit::ticks::one_of_many_concurrent_claims_of_a_tick_wins(&handles, 8).await;
 }

@@ -17,6 +17,7 @@ pub mod journal;
 pub mod openai_server;
 pub mod queue;
 pub mod scripted;
+pub mod ticks;
 
 pub use clock::FakeClock;
 pub use scripted::{FnModel, ScriptedModel, Turn};
