@@ -4,6 +4,10 @@
 //! Every command is a separate process over one SQLite journal, as an
 //! operator would run them.
 
+mod common;
+
+use common::PgSchema;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -333,47 +337,9 @@ async fn audit_verify_reports_an_edited_journal() {
     assert_eq!(report[0]["problems"][0]["fault"], "edited", "{report}");
 }
 
-/// A schema of its own on the local PostgreSQL server, dropped afterwards.
-struct PgSchema(String);
-
-impl PgSchema {
-    fn new() -> Self {
-        let schema = Self(format!("cli_{}_{:x}", std::process::id(), nanos()));
-        let created = schema.psql(&format!("CREATE SCHEMA {}", schema.0));
-        assert!(
-            created.status.success(),
-            "the PostgreSQL server on 127.0.0.1:5432 must be up (`pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`): {}",
-            String::from_utf8_lossy(&created.stderr)
-        );
-        schema
-    }
-
-    fn psql(&self, sql: &str) -> Output {
-        std::process::Command::new("psql")
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-qc", sql])
-            .output()
-            .unwrap()
-    }
-
-    fn url(&self) -> String {
-        let server = std::env::var("REIN_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-        format!("{server}?options=-c%20search_path%3D{}", self.0)
-    }
-}
-
-impl Drop for PgSchema {
-    fn drop(&mut self) {
-        self.psql(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.0));
-    }
-}
-
-fn nanos() -> u128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_same_commands_work_on_postgresql() {
-    let schema = PgSchema::new();
+    let schema = PgSchema::new("cli");
     let url = schema.url();
     let db = Path::new(&url);
     let dir = tempfile::tempdir().unwrap();

@@ -2,57 +2,17 @@
 //! schema fire a schedule that ticks every second, and every tick starts
 //! exactly one run — none twice, none missed — plus `rein schedules`.
 
+mod common;
+
+use common::PgSchema;
+
 use rein_testkit::openai_server::{MockOpenAi, MockReply, completion_text};
 use std::collections::HashSet;
-use std::process::Output;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 const REIN: &str = env!("CARGO_BIN_EXE_rein");
-
-/// A schema of its own on the local PostgreSQL server, dropped afterwards.
-struct PgSchema(String);
-
-impl PgSchema {
-    fn new() -> Self {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-        let schema = Self(format!("sched_{}_{nanos:x}", std::process::id()));
-        let created = schema.psql(&format!("CREATE SCHEMA {}", schema.0));
-        assert!(
-            created.status.success(),
-            "the PostgreSQL server on 127.0.0.1:5432 must be up (`pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`): {}",
-            String::from_utf8_lossy(&created.stderr)
-        );
-        schema
-    }
-
-    fn psql(&self, sql: &str) -> Output {
-        std::process::Command::new("psql")
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-Atqc", sql])
-            .output()
-            .unwrap()
-    }
-
-    /// The rows `sql` (run in this schema) returns, one `|`-separated line
-    /// each.
-    fn rows(&self, sql: &str) -> Vec<String> {
-        let out = self.psql(&format!("SET search_path TO {}; {sql}", self.0));
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap().lines().map(str::to_owned).collect()
-    }
-
-    fn url(&self) -> String {
-        let server = std::env::var("REIN_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-        format!("{server}?options=-c%20search_path%3D{}", self.0)
-    }
-}
-
-impl Drop for PgSchema {
-    fn drop(&mut self) {
-        self.psql(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.0));
-    }
-}
 
 fn agent_file(dir: &std::path::Path, model: &str, schedules: &str) -> std::path::PathBuf {
     let path = dir.join("ticker.toml");
@@ -102,7 +62,7 @@ fn ticks(metrics: &str, outcome: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_servers_on_one_schema_fire_each_tick_exactly_once() {
-    let schema = PgSchema::new();
+    let schema = PgSchema::new("sched");
     let db = schema.url();
     let model = MockOpenAi::start(|_| MockReply::ok(completion_text("tick"))).await.unwrap();
     let dir = tempfile::tempdir().unwrap();

@@ -6,6 +6,10 @@
 //! in the chaos test, so "each side effect applied once" is checked across
 //! processes and take-overs.
 
+mod common;
+
+use common::PgSchema;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -130,52 +134,6 @@ impl World {
     }
 }
 
-/// A schema of its own on the local PostgreSQL server, dropped afterwards.
-struct PgSchema(String);
-
-impl PgSchema {
-    fn new() -> Self {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-        let schema = Self(format!("workers_{}_{nanos:x}", std::process::id()));
-        let created = schema.psql(&format!("CREATE SCHEMA {}", schema.0));
-        assert!(
-            created.status.success(),
-            "the PostgreSQL server on 127.0.0.1:5432 must be up (`pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`): {}",
-            String::from_utf8_lossy(&created.stderr)
-        );
-        schema
-    }
-
-    fn psql(&self, sql: &str) -> std::process::Output {
-        std::process::Command::new("psql")
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-qAtc", sql])
-            .output()
-            .unwrap()
-    }
-
-    /// One value from a query in this schema.
-    fn scalar(&self, sql: &str) -> String {
-        let output = self.psql(&format!("SET search_path TO {}; {sql}", self.0));
-        assert!(output.status.success(), "{sql}: {}", String::from_utf8_lossy(&output.stderr));
-        String::from_utf8_lossy(&output.stdout).trim().to_owned()
-    }
-
-    fn count(&self, sql: &str) -> usize {
-        self.scalar(sql).parse().unwrap_or(0)
-    }
-
-    fn url(&self) -> String {
-        let server = std::env::var("REIN_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-        format!("{server}?options=-c%20search_path%3D{}", self.0)
-    }
-}
-
-impl Drop for PgSchema {
-    fn drop(&mut self) {
-        self.psql(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.0));
-    }
-}
-
 fn command(db: &str, log: &Path) -> Command {
     let mut command = Command::new(REIN);
     command
@@ -251,7 +209,7 @@ fn audit_verify(db: &str) {
 async fn three_workers_one_killed_mid_run_every_run_completes_with_each_effect_once() {
     const RUNS: usize = 30;
     let started = Instant::now();
-    let schema = PgSchema::new();
+    let schema = PgSchema::new("workers");
     let db = schema.url();
     let world = world().await;
     let logs = tempfile::tempdir().unwrap();
@@ -321,7 +279,7 @@ async fn three_workers_one_killed_mid_run_every_run_completes_with_each_effect_o
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_a_worker_and_nothing_is_lost() {
-    let schema = PgSchema::new();
+    let schema = PgSchema::new("workers");
     let db = schema.url();
     let world = world().await;
     let logs = tempfile::tempdir().unwrap();
@@ -331,8 +289,17 @@ async fn sigterm_drains_a_worker_and_nothing_is_lost() {
     let mut first = worker(&db, &logs.path().join("first.log"), &["--concurrency", "2", "--drain-timeout", "30s"]);
     let pid = first.id().unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    for task in &tasks {
-        submit(&db, &world.agent, task).await;
+    // All at once: one after another, `rein runs submit` processes are
+    // slower than the worker, which would be done before the last was in.
+    let submissions: Vec<_> = tasks
+        .iter()
+        .map(|task| {
+            let (db, agent, task) = (db.clone(), world.agent.clone(), task.clone());
+            tokio::spawn(async move { submit(&db, &agent, &task).await })
+        })
+        .collect();
+    for submission in submissions {
+        submission.await.unwrap();
     }
     // As soon as it is mid-run: waiting for both of its slots to be mid-run
     // at one instant can take until the last runs on a loaded machine.
@@ -342,7 +309,12 @@ async fn sigterm_drains_a_worker_and_nothing_is_lost() {
     assert!(status.success(), "{status}");
     // It finished what it had and claimed nothing more.
     let succeeded = statuses(&db).get("succeeded").copied().unwrap_or(0);
-    assert!((1..tasks.len()).contains(&succeeded), "the in-flight runs finished: {:?}", statuses(&db));
+    assert!(
+        (1..tasks.len()).contains(&succeeded),
+        "the in-flight runs finished: {:?}\n{}",
+        statuses(&db),
+        std::fs::read_to_string(logs.path().join("first.log")).unwrap_or_default()
+    );
     assert_eq!(schema.count("SELECT count(*) FROM run_queue WHERE state = 'claimed'"), 0, "nothing left held");
     let left = schema.count("SELECT count(*) FROM run_queue WHERE state = 'queued'");
     assert_eq!(left, tasks.len() - succeeded, "the rest wait in the queue");
