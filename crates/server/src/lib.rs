@@ -89,7 +89,7 @@ pub struct AppState {
     /// them up again.
     pub(crate) background: tokio::sync::Mutex<JoinSet<()>>,
     pub(crate) metrics: Arc<metrics::Metrics>,
-    /// Told when the served agents change, so the scheduler looks at their
+    /// Told when an agent is deployed here, so the scheduler looks at the
     /// schedules again instead of sleeping to a tick computed before.
     pub(crate) agents_changed: tokio::sync::Notify,
 }

@@ -1,10 +1,10 @@
-//! The scheduler: fires the `[[schedules]]` of the agents this server serves.
+//! The scheduler: fires the `[[schedules]]` of the deployed agents.
 //!
 //! One task for all of them. It sleeps until the next tick of any schedule
-//! (or until the served agents change), then, for each schedule, works out
+//! (at most 30 s, or until an agent is deployed here), then, for each schedule, works out
 //! which ticks fell due since it last looked ([`due_ticks`], a pure function
 //! of the schedule and two instants) and claims each tick it fires in the
-//! store. The claim is what makes a tick start exactly one run however many
+//! store, queuing the tick's run. The claim is what makes a tick start exactly one run however many
 //! servers share the store: the one that wins it starts the run, the others
 //! count the tick as claimed elsewhere. Which ticks fire is decided here;
 //! what a cron expression means is `rein_config::CronSchedule`'s.
