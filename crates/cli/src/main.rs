@@ -10,6 +10,7 @@ mod cmd_access;
 mod cmd_agents;
 mod cmd_approvals;
 mod cmd_audit;
+mod cmd_prune;
 mod cmd_run;
 mod cmd_runs;
 mod cmd_schedules;
@@ -82,6 +83,9 @@ enum Command {
     Schedules(cmd_schedules::SchedulesArgs),
     /// Check an agent file and report every problem with file, line and key.
     Validate(cmd_validate::ValidateArgs),
+    /// Delete old webhook deliveries, schedule ticks, cancel requests and
+    /// queue rows that nothing needs any more (journals stay).
+    Prune(cmd_prune::PruneArgs),
 }
 
 fn main() -> ExitCode {
@@ -121,6 +125,7 @@ fn main() -> ExitCode {
             Command::Worker(args) => cmd_worker::run(args, &db).await,
             Command::Schedules(args) => cmd_schedules::run(args),
             Command::Validate(args) => cmd_validate::run(args),
+            Command::Prune(args) => cmd_prune::run(args, &db).await,
         }
     });
     // A terminal read for an approval may still be blocked on stdin after a

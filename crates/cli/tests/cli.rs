@@ -327,3 +327,65 @@ async fn validate_reports_errors_with_file_line_and_key() {
     );
     assert!(errors.iter().any(|e| e["message"].as_str().unwrap().contains("send_invoice")), "{report:#}");
 }
+
+fn json_of(output: &Output) -> Value {
+    serde_json::from_str(&stdout(output)).unwrap_or_else(|e| panic!("{e}: {}{}", stdout(output), stderr(output)))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_tenants_deploys_and_pruning_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("journal.db");
+
+    // Keys: made once, listed without their secret, revoked.
+    let made =
+        rein(&["keys", "create", "--tenant", "acme", "--scope", "runs:read,approvals", "--json"], &db, &[]).await;
+    assert!(made.status.success(), "{}", stderr(&made));
+    let made = json_of(&made);
+    let (id, key) = (made["id"].as_str().unwrap().to_owned(), made["key"].as_str().unwrap().to_owned());
+    assert!(key.starts_with(&format!("rein_{id}_")));
+    let listed = stdout(&rein(&["keys", "list", "--tenant", "acme", "--json"], &db, &[]).await);
+    assert!(listed.contains(&id) && !listed.contains(&key), "the secret is never listed: {listed}");
+    assert!(listed.contains("runs:read") && listed.contains("approvals"));
+    let bad = rein(&["keys", "create", "--tenant", "acme", "--scope", "everything"], &db, &[]).await;
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    let bad = rein(&["keys", "create", "--tenant", "Not A Tenant", "--scope", "admin"], &db, &[]).await;
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(rein(&["keys", "revoke", &id], &db, &[]).await.status.success());
+    assert_eq!(rein(&["keys", "revoke", &id], &db, &[]).await.status.code(), Some(2), "revoked already");
+    let listed = json_of(&rein(&["keys", "list", "--json"], &db, &[]).await);
+    assert!(listed[0]["revoked_at_ms"].is_u64());
+
+    // Tenants' own limits; unset flags keep what was set.
+    assert!(rein(&["tenants", "set", "acme", "--requests-per-second", "5"], &db, &[]).await.status.success());
+    assert!(rein(&["tenants", "set", "acme", "--max-concurrent-runs", "2"], &db, &[]).await.status.success());
+    let limits = json_of(&rein(&["tenants", "list", "--json"], &db, &[]).await);
+    assert_eq!(limits[0]["limits"], json!({ "requests_per_second": 5, "max_concurrent_runs": 2 }));
+
+    // Deploys: two versions registered (by queuing runs), one activated by
+    // prefix, the other activated, then rolled back.
+    let first = looping_agent(dir.path(), "");
+    assert!(rein(&["runs", "submit", first.to_str().unwrap(), "--input", "a"], &db, &[]).await.status.success());
+    let other = tempfile::tempdir().unwrap();
+    let second = looping_agent(other.path(), "\n[limits]\nmax_steps = 5\n");
+    assert!(rein(&["runs", "submit", second.to_str().unwrap(), "--input", "b"], &db, &[]).await.status.success());
+    let versions = json_of(&rein(&["agents", "versions", "looper", "--json"], &db, &[]).await);
+    let [v1, v2] = [0, 1].map(|i| versions["versions"][i]["version"].as_str().unwrap().to_owned());
+    assert_eq!(versions["active_version"], Value::Null, "queuing a run deploys nothing");
+    for version in [&v1, &v2] {
+        let activated = rein(&["agents", "activate", "looper", &version[..12]], &db, &[]).await;
+        assert!(activated.status.success(), "{}", stderr(&activated));
+    }
+    let back = json_of(&rein(&["agents", "rollback", "looper", "--json"], &db, &[]).await);
+    assert_eq!(back["active_version"], v1.as_str());
+    let versions = json_of(&rein(&["agents", "versions", "looper", "--json"], &db, &[]).await);
+    assert_eq!(versions["active_version"], v1.as_str());
+    assert_eq!(versions["deploys"].as_array().unwrap().len(), 3);
+    let missing = rein(&["agents", "activate", "looper", "ffff"], &db, &[]).await;
+    assert_eq!(missing.status.code(), Some(2));
+
+    // Pruning: refused too close to now; nothing old to prune here.
+    assert_eq!(rein(&["prune", "--older-than", "10m"], &db, &[]).await.status.code(), Some(2));
+    let pruned = json_of(&rein(&["prune", "--older-than", "24h", "--json"], &db, &[]).await);
+    assert_eq!(pruned, json!({ "webhook_deliveries": 0, "schedule_ticks": 0, "cancel_requests": 0, "queue_rows": 0 }));
+}

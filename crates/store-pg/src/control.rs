@@ -4,7 +4,9 @@
 //! journal's `control.rs` keeps them.
 
 use crate::read::{read_failed, unsigned};
-use rein_types::{Activation, AgentRecord, AgentVersion, AgentVersionRecord, JournalError, Lease, RunId, TenantId};
+use rein_types::{
+    Activation, AgentRecord, AgentVersion, AgentVersionRecord, JournalError, Lease, Pruned, RunId, TenantId,
+};
 use serde_json::Value;
 use sqlx_core::query::query;
 use sqlx_core::row::Row as _;
@@ -374,4 +376,25 @@ pub(crate) async fn claim_tick(
     RunId::parse(id).map(Some).ok_or_else(|| {
         JournalError::Storage(format!("tick {tick_ms} of schedule {agent}/{schedule} has an unreadable run id"))
     })
+}
+
+/// Deletes what `Store::prune` names, recorded before `before_ms`, in one
+/// transaction.
+pub(crate) async fn prune(pool: &PgPool, before_ms: u64) -> Result<Pruned, JournalError> {
+    let before = clamp(before_ms);
+    let mut tx = pool.begin().await.map_err(write_failed)?;
+    let mut counts = [0u64; 4];
+    let statements: [&'static str; 4] = [
+        "DELETE FROM webhook_deliveries WHERE at_ms < $1",
+        "DELETE FROM schedule_ticks WHERE claimed_at_ms < $1",
+        "DELETE FROM cancel_requests WHERE at_ms < $1
+         AND run_id IN (SELECT run_id FROM runs WHERE finished_at_ms IS NOT NULL)",
+        "DELETE FROM run_queue WHERE state = 'done' AND enqueued_at_ms < $1",
+    ];
+    for (count, sql) in counts.iter_mut().zip(statements) {
+        *count = query::<Postgres>(sql).bind(before).execute(&mut *tx).await.map_err(write_failed)?.rows_affected();
+    }
+    tx.commit().await.map_err(write_failed)?;
+    let [webhook_deliveries, schedule_ticks, cancel_requests, queue_rows] = counts;
+    Ok(Pruned { webhook_deliveries, schedule_ticks, cancel_requests, queue_rows })
 }

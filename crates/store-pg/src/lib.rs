@@ -44,8 +44,8 @@ use rein_store::ProcessIdentity;
 use rein_store::shared::Batch;
 use rein_types::{
     AccessStore, Activation, AgentRecord, AgentVersion, AgentVersionRecord, ApiKeyRecord, ChainReport, Claim,
-    ControlStore, Event, Journal, JournalError, Lease, QueueDepth, QueuedRun, RunFilter, RunId, RunQueue, RunSummary,
-    TenantId, TenantLimits,
+    ControlStore, Event, Journal, JournalError, Lease, Pruned, QueueDepth, QueuedRun, RunFilter, RunId, RunQueue,
+    RunSummary, TenantId, TenantLimits,
 };
 use serde_json::Value;
 use sqlx_core::connection::Connection as _;
@@ -172,6 +172,10 @@ impl rein_types::Store for PgStore {
 
     async fn unfinished_runs(&self) -> Result<Vec<(RunSummary, Option<Lease>)>, JournalError> {
         read::unfinished_runs(&self.pool).await
+    }
+
+    async fn prune(&self, before_ms: u64) -> Result<Pruned, JournalError> {
+        control::prune(&self.pool, before_ms).await
     }
 }
 

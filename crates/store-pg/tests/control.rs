@@ -636,3 +636,9 @@ async fn one_of_many_concurrent_claims_of_a_tick_wins() {
     let handles: [Arc<dyn ControlStore>; 2] = [Arc::new(store), Arc::new(other)];
     rein_testkit::ticks::one_of_many_concurrent_claims_of_a_tick_wins(&handles, 16).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_bookkeeping_is_pruned_and_the_rest_kept() {
+    let (_db, store) = TestDb::with_store().await;
+    rein_testkit::prune::old_bookkeeping_is_pruned_and_the_rest_kept(&store).await;
+}

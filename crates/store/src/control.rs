@@ -4,7 +4,9 @@
 //! (a person at the CLI, a run starting) and run on the write connection
 //! between group commits; reads run on the read pool.
 
-use rein_types::{Activation, AgentRecord, AgentVersion, AgentVersionRecord, JournalError, Lease, RunId, TenantId};
+use rein_types::{
+    Activation, AgentRecord, AgentVersion, AgentVersionRecord, JournalError, Lease, Pruned, RunId, TenantId,
+};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde_json::Value;
 
@@ -341,4 +343,28 @@ pub(crate) fn claim_tick(
     };
     tx.commit().map_err(write_failed)?;
     Ok(existing)
+}
+
+/// Deletes what `Store::prune` names, recorded before `before_ms`, in one
+/// transaction.
+pub(crate) fn prune(conn: &mut Connection, before_ms: u64) -> Result<Pruned, JournalError> {
+    let before = clamp(before_ms);
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(write_failed)?;
+    let delete = |sql: &str| -> Result<u64, JournalError> {
+        tx.prepare_cached(sql)
+            .and_then(|mut s| s.execute([before]))
+            .map(|n| u64::try_from(n).unwrap_or(0))
+            .map_err(write_failed)
+    };
+    let pruned = Pruned {
+        webhook_deliveries: delete("DELETE FROM webhook_deliveries WHERE at_ms < ?1")?,
+        schedule_ticks: delete("DELETE FROM schedule_ticks WHERE claimed_at_ms < ?1")?,
+        cancel_requests: delete(
+            "DELETE FROM cancel_requests WHERE at_ms < ?1
+             AND run_id IN (SELECT run_id FROM runs WHERE finished_at_ms IS NOT NULL)",
+        )?,
+        queue_rows: delete("DELETE FROM run_queue WHERE state = 'done' AND enqueued_at_ms < ?1")?,
+    };
+    tx.commit().map_err(write_failed)?;
+    Ok(pruned)
 }

@@ -35,8 +35,8 @@ mod writer;
 use async_trait::async_trait;
 use rein_types::{
     AccessStore, Activation, AgentRecord, AgentVersion, AgentVersionRecord, ApiKeyRecord, ChainReport, Claim,
-    ControlStore, Event, Journal, JournalError, Lease, QueueDepth, QueuedRun, RunFilter, RunId, RunQueue, RunSummary,
-    TenantId, TenantLimits,
+    ControlStore, Event, Journal, JournalError, Lease, Pruned, QueueDepth, QueuedRun, RunFilter, RunId, RunQueue,
+    RunSummary, TenantId, TenantLimits,
 };
 use rusqlite::Connection;
 use serde_json::Value;
@@ -266,6 +266,10 @@ impl rein_types::Store for SqliteJournal {
 
     async fn unfinished_runs(&self) -> Result<Vec<(RunSummary, Option<Lease>)>, JournalError> {
         self.read(reader::unfinished_runs).await
+    }
+
+    async fn prune(&self, before_ms: u64) -> Result<Pruned, JournalError> {
+        self.write(move |conn| control::prune(conn, before_ms)).await
     }
 }
 

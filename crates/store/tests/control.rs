@@ -570,3 +570,9 @@ async fn one_of_many_concurrent_claims_of_a_tick_wins() {
     let handles: [std::sync::Arc<dyn ControlStore>; 2] = [std::sync::Arc::new(store), std::sync::Arc::new(other)];
     rein_testkit::ticks::one_of_many_concurrent_claims_of_a_tick_wins(&handles, 8).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_bookkeeping_is_pruned_and_the_rest_kept() {
+    let (_dir, _path, journal) = fresh();
+    rein_testkit::prune::old_bookkeeping_is_pruned_and_the_rest_kept(&journal).await;
+}

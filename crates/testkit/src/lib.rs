@@ -15,6 +15,7 @@ pub mod clock;
 pub mod conformance;
 pub mod journal;
 pub mod openai_server;
+pub mod prune;
 pub mod queue;
 pub mod scripted;
 pub mod ticks;

@@ -238,4 +238,21 @@ pub trait Store: Journal + ControlStore + AccessStore + RunQueue {
     /// reconciliation — oldest first, each with the process holding it if
     /// one does.
     async fn unfinished_runs(&self) -> Result<Vec<(RunSummary, Option<Lease>)>, JournalError>;
+
+    /// Deletes the bookkeeping recorded before `before_ms` that nothing
+    /// needs any more — webhook deliveries (a retry that late is not
+    /// expected; a replay that old fails its timestamp check anyway),
+    /// claimed schedule ticks, cancel requests of finished runs, and queue
+    /// rows of runs done — in one transaction. Journals, agents and keys are
+    /// never pruned.
+    async fn prune(&self, before_ms: u64) -> Result<Pruned, JournalError>;
+}
+
+/// What [`Store::prune`] deleted, by table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pruned {
+    pub webhook_deliveries: u64,
+    pub schedule_ticks: u64,
+    pub cancel_requests: u64,
+    pub queue_rows: u64,
 }

@@ -28,7 +28,7 @@ pub use access::{AccessStore, ApiKeyRecord, Scope, TenantLimits};
 pub use agent::{AgentSpec, Limits, ModelRef, ModelSettings, Phase, Route, StopConditions};
 pub use control::{
     Activation, AgentRecord, AgentVersionRecord, CHAIN_GENESIS, ChainFault, ChainProblem, ChainReport, ControlStore,
-    Lease, Store, chain_hash, rollback_target,
+    Lease, Pruned, Store, chain_hash, rollback_target,
 };
 pub use decl::{
     BodyMapping, HttpToolDecl, ProviderDecl, RetryPolicy, ScheduleDecl, SqlMode, SqlToolDecl, ToolImpl, WebhookDecl,
