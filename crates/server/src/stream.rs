@@ -7,7 +7,7 @@
 use crate::AppState;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures::Stream;
-use rein::{EventKind, RunId};
+use rein::{EventKind, RunId, RunStatus};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,20 +30,25 @@ pub fn events(
                 return None;
             }
             loop {
-                let events = match state.operator.store().events(run).await {
+                let store = state.operator.store();
+                // Only what is new: a long run is not read again in full
+                // on every poll.
+                let read = match next.checked_sub(1) {
+                    Some(seen) => store.events_after(run, seen).await,
+                    None => store.events(run).await,
+                };
+                let fresh = match read {
                     Ok(events) => events,
                     Err(error) => {
                         let event = SseEvent::default().event("error").data(error.to_string());
                         return Some((vec![Ok(event)], (state, next, true)));
                     }
                 };
-                let over = events
-                    .last()
-                    .is_some_and(|e| matches!(e.kind, EventKind::RunFinished { .. } | EventKind::RunSuspended { .. }));
-                let fresh: Vec<_> = events.into_iter().filter(|e| e.seq >= next).collect();
                 if fresh.is_empty() {
                     // Everything up to the run's end (or suspension) was
-                    // sent already: nothing more will come.
+                    // sent already: nothing more will come. The summary's
+                    // status is the state after the run's last event.
+                    let over = matches!(store.summary(run).await, Ok(Some(s)) if s.status != RunStatus::Running);
                     if over {
                         return None;
                     }

@@ -192,6 +192,10 @@ impl Journal for PgStore {
         read::events(&self.pool, run).await
     }
 
+    async fn events_after(&self, run: RunId, after: u64) -> Result<Vec<Event>, JournalError> {
+        read::events_from(&self.pool, run, Some(after)).await
+    }
+
     async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>, JournalError> {
         read::runs(&self.pool, filter).await
     }

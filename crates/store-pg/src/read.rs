@@ -19,16 +19,29 @@ pub(crate) fn unsigned(value: i64) -> u64 {
 
 /// Every event of `run`, in seq order.
 pub(crate) async fn events(pool: &PgPool, run: RunId) -> Result<Vec<Event>, JournalError> {
-    let rows = query::<Postgres>("SELECT first_seq, body FROM events WHERE run_id = $1 ORDER BY first_seq")
-        .bind(run.to_string())
-        .fetch_all(pool)
-        .await
-        .map_err(read_failed)?;
+    events_from(pool, run, None).await
+}
+
+/// The events of `run` with seq above `after` (all without), in seq order:
+/// only the rows whose last event is above it are read.
+pub(crate) async fn events_from(pool: &PgPool, run: RunId, after: Option<u64>) -> Result<Vec<Event>, JournalError> {
+    let rows = query::<Postgres>(
+        "SELECT first_seq, body FROM events WHERE run_id = $1 AND ($2::BIGINT IS NULL OR last_seq > $2)
+         ORDER BY first_seq",
+    )
+    .bind(run.to_string())
+    .bind(after.map(|seq| i64::try_from(seq).unwrap_or(i64::MAX)))
+    .fetch_all(pool)
+    .await
+    .map_err(read_failed)?;
     let mut events = Vec::new();
     for row in rows {
         let first_seq = unsigned(row.try_get(0).map_err(read_failed)?);
         let body: &str = row.try_get(1).map_err(read_failed)?;
         decode_row(run, first_seq, body, &mut events)?;
+    }
+    if let Some(after) = after {
+        events.retain(|event| event.seq > after);
     }
     Ok(events)
 }

@@ -47,7 +47,7 @@ async fn failed_batches_do_not_fail_concurrent_ones() {
 /// before the suite starts: `run_all` asks for its journals synchronously).
 #[tokio::test(flavor = "current_thread")]
 async fn run_all_on_a_current_thread_runtime() {
-    const CASES: usize = 12;
+    const CASES: usize = 13;
     let mut dbs = Vec::with_capacity(CASES);
     let mut stores = Vec::with_capacity(CASES);
     for _ in 0..CASES {

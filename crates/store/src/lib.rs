@@ -286,6 +286,10 @@ impl Journal for SqliteJournal {
         self.read(move |conn| reader::events(conn, run)).await
     }
 
+    async fn events_after(&self, run: RunId, after: u64) -> Result<Vec<Event>, JournalError> {
+        self.read(move |conn| reader::events_from(conn, run, Some(after))).await
+    }
+
     async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>, JournalError> {
         let filter = filter.clone();
         self.read(move |conn| reader::runs(conn, &filter)).await

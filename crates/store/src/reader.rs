@@ -69,10 +69,19 @@ fn read_failed(error: rusqlite::Error) -> JournalError {
 
 /// Every event of `run`, in seq order.
 pub(crate) fn events(conn: &Connection, run: RunId) -> Result<Vec<Event>, JournalError> {
+    events_from(conn, run, None)
+}
+
+/// The events of `run` with seq above `after` (all without), in seq order:
+/// only the rows whose last event is above it are read.
+pub(crate) fn events_from(conn: &Connection, run: RunId, after: Option<u64>) -> Result<Vec<Event>, JournalError> {
     let mut statement = conn
-        .prepare_cached("SELECT first_seq, body FROM events WHERE run_id = ?1 ORDER BY first_seq")
+        .prepare_cached(
+            "SELECT first_seq, body FROM events WHERE run_id = ?1 AND (?2 IS NULL OR last_seq > ?2) ORDER BY first_seq",
+        )
         .map_err(read_failed)?;
-    let mut rows = statement.query([run.to_string()]).map_err(read_failed)?;
+    let after_key = after.map(|seq| i64::try_from(seq).unwrap_or(i64::MAX));
+    let mut rows = statement.query(params![run.to_string(), after_key]).map_err(read_failed)?;
     let mut events = Vec::new();
     while let Some(row) = rows.next().map_err(read_failed)? {
         let first_seq = u64::try_from(row.get::<_, i64>(0).map_err(read_failed)?).unwrap_or(0);
@@ -82,6 +91,9 @@ pub(crate) fn events(conn: &Connection, run: RunId) -> Result<Vec<Event>, Journa
             message: format!("body is not text: {e}"),
         })?;
         decode_row(run, first_seq, body, &mut events)?;
+    }
+    if let Some(after) = after {
+        events.retain(|event| event.seq > after);
     }
     Ok(events)
 }

@@ -51,6 +51,7 @@ where
     run_finished_totals_win(&make()).await;
     runs_filter_and_order(&make()).await;
     runs_belong_to_their_tenant(&make()).await;
+    events_after_are_what_a_follower_has_not_seen(&make()).await;
     resolve_by_id_and_prefix(&make()).await;
     suspended_and_resumed_runs_list_their_status(&make()).await;
     concurrent_appenders(Arc::new(make())).await;
@@ -834,4 +835,22 @@ async fn join_all<T>(tasks: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
         }
     }
     results
+}
+
+/// `events_after(run, seq)` gives exactly the events above `seq`, whether
+/// `seq` falls inside a stored batch or at its end.
+pub async fn events_after_are_what_a_follower_has_not_seen(journal: &dyn Journal) {
+    let run = RunId::new();
+    ok(journal.append(&[run_started(run, 0, 1, "follower", "x"), model_requested(run, 1, 2, 1)]).await, "append");
+    ok(
+        journal
+            .append(&[model_requested(run, 2, 3, 2), model_requested(run, 3, 4, 3), model_requested(run, 4, 5, 4)])
+            .await,
+        "append",
+    );
+    for after in 0..6 {
+        let seqs: Vec<u64> = ok(journal.events_after(run, after).await, "events after").iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, (after + 1..5).collect::<Vec<_>>(), "events_after({after})");
+    }
+    assert!(ok(journal.events_after(RunId::new(), 0).await, "an unknown run").is_empty());
 }

@@ -138,6 +138,13 @@ pub trait Journal: Send + Sync {
     /// Every event of a run, in order.
     async fn events(&self, run: RunId) -> Result<Vec<Event>, JournalError>;
 
+    /// The run's events with seq above `after`, in order: what a follower
+    /// has not seen yet. The default reads them all; stores read only the
+    /// rows that hold new events.
+    async fn events_after(&self, run: RunId, after: u64) -> Result<Vec<Event>, JournalError> {
+        Ok(self.events(run).await?.into_iter().filter(|event| event.seq > after).collect())
+    }
+
     /// Runs, newest first.
     async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>, JournalError>;
 
