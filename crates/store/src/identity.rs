@@ -1,13 +1,18 @@
 //! Which process holds a run, and whether that process still lives.
 //!
-//! A lease names its holder as `host/pid/start`: the host name, the process
-//! id, and the process's start time in clock ticks since boot (field 22 of
-//! `/proc/<pid>/stat`). The pid alone is not enough: pids are reused, and a
-//! crashed runner's pid may belong to an unrelated process by the time
-//! anyone looks. The start time tells the two apart, so a lease can be
-//! judged stale without a heartbeat: on the same host, the holder is alive
-//! exactly when a process with its pid and start time exists. A holder on
-//! another host cannot be checked from here.
+//! A lease names its holder as `host/pid/start@boot`: the host name, the
+//! process id, the process's start time in clock ticks since boot (field 22
+//! of `/proc/<pid>/stat`), and the first 8 hex digits of the kernel's boot
+//! id. The pid alone is not enough: pids are reused, and a crashed runner's
+//! pid may belong to an unrelated process by the time anyone looks. The
+//! start time tells the two apart, so a lease can be judged stale without a
+//! heartbeat: on the same host, the holder is alive exactly when a process
+//! with its pid and start time exists. Start times count from boot, so after
+//! a reboot an early process could match a holder from before it; the boot
+//! id tells the boots apart (a holder from another boot is dead). Owners
+//! written without a boot id (`host/pid/start`, before it was added) are
+//! judged by pid and start time alone. A holder on another host cannot be
+//! checked from here.
 
 use std::fmt;
 use std::sync::OnceLock;
@@ -20,6 +25,9 @@ pub struct ProcessIdentity {
     /// Clock ticks since boot at which the process started; 0 where the
     /// platform does not say (then liveness cannot be judged).
     pub start: u64,
+    /// The first 8 hex digits of the boot id of the host's boot the
+    /// process ran in; `None` where unknown or not recorded.
+    pub boot: Option<String>,
 }
 
 /// Whether the process holding a lease is still running.
@@ -44,24 +52,46 @@ impl ProcessIdentity {
 
     /// This process's identity, read afresh.
     pub fn of_this_process() -> Self {
-        Self { host: hostname(), pid: std::process::id(), start: start_time("self").unwrap_or(0) }
+        Self { host: hostname(), pid: std::process::id(), start: start_time("self").unwrap_or(0), boot: boot_id() }
     }
 
-    /// Reads `host/pid/start` back; `None` for anything else.
+    /// Reads `host/pid/start[@boot]` back; `None` for anything else.
     pub fn parse(owner: &str) -> Option<Self> {
-        // Split from the right: the two numbers never hold a slash.
+        // Split from the right: the numbers and the boot id never hold a
+        // slash.
         let mut parts = owner.rsplitn(3, '/');
-        let start = parts.next()?.parse().ok()?;
+        let last = parts.next()?;
+        let (start, boot) = match last.split_once('@') {
+            Some((start, boot)) if is_boot_id(boot) => (start, Some(boot.to_owned())),
+            Some(_) => return None,
+            None => (last, None),
+        };
+        let start = start.parse().ok()?;
         let pid = parts.next()?.parse().ok()?;
         let host = parts.next().filter(|host| !host.is_empty())?;
-        Some(Self { host: host.to_string(), pid, start })
+        Some(Self { host: host.to_string(), pid, start, boot })
     }
 }
 
 impl fmt::Display for ProcessIdentity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}/{}", self.host, self.pid, self.start)
+        write!(f, "{}/{}/{}", self.host, self.pid, self.start)?;
+        match &self.boot {
+            Some(boot) => write!(f, "@{boot}"),
+            None => Ok(()),
+        }
     }
+}
+
+fn is_boot_id(text: &str) -> bool {
+    text.len() == 8 && text.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The first 8 hex digits of this boot's id, if the kernel says.
+fn boot_id() -> Option<String> {
+    let id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let digits: String = id.chars().filter(char::is_ascii_hexdigit).take(8).collect();
+    is_boot_id(&digits).then_some(digits)
 }
 
 /// Whether the process named by `owner` (`host/pid/start`) still runs.
@@ -81,6 +111,12 @@ pub fn owner_liveness(owner: &str) -> Liveness {
     if start_time("self").is_none() {
         // No /proc here: the absence of the owner's entry proves nothing.
         return Liveness::Unknown;
+    }
+    if let (Some(held_in), Some(now)) = (&identity.boot, boot_id())
+        && *held_in != now
+    {
+        // Every process of an earlier boot is gone.
+        return Liveness::Dead;
     }
     match start_time(&identity.pid.to_string()) {
         Some(start) if identity.start != 0 && start == identity.start => Liveness::Alive,
@@ -132,10 +168,15 @@ mod tests {
 
     #[test]
     fn identities_read_back() {
-        let identity = ProcessIdentity { host: "box.example".into(), pid: 17, start: 99 };
+        let identity = ProcessIdentity { host: "box.example".into(), pid: 17, start: 99, boot: None };
         assert_eq!(identity.to_string(), "box.example/17/99");
-        assert_eq!(ProcessIdentity::parse("box.example/17/99"), Some(identity));
-        for bad in ["", "box/17", "/17/99", "box/x/99", "box/17/-1"] {
+        assert_eq!(ProcessIdentity::parse("box.example/17/99"), Some(identity.clone()));
+        let booted = ProcessIdentity { boot: Some("0a1b2c3d".into()), ..identity };
+        assert_eq!(booted.to_string(), "box.example/17/99@0a1b2c3d");
+        assert_eq!(ProcessIdentity::parse("box.example/17/99@0a1b2c3d"), Some(booted));
+        for bad in
+            ["", "box/17", "/17/99", "box/x/99", "box/17/-1", "box/17/99@", "box/17/99@xyz", "box/17/99@0a1b2c3d4"]
+        {
             assert_eq!(ProcessIdentity::parse(bad), None, "{bad}");
         }
         assert_eq!(ProcessIdentity::parse(&ProcessIdentity::current()), Some(ProcessIdentity::of_this_process()));

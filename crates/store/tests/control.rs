@@ -314,6 +314,15 @@ fn liveness_tells_this_process_from_dead_and_foreign_ones() {
     // A pid beyond the kernel's limit (at most 2^22) never exists.
     let gone = ProcessIdentity { pid: 9_999_999, ..this.clone() };
     assert_eq!(owner_liveness(&gone.to_string()), Liveness::Dead);
+    // The same process as recorded in an earlier boot: gone with it.
+    if let Some(boot) = &this.boot {
+        let earlier = if boot == "00000000" { "ffffffff" } else { "00000000" };
+        let before_reboot = ProcessIdentity { boot: Some(earlier.into()), ..this.clone() };
+        assert_eq!(owner_liveness(&before_reboot.to_string()), Liveness::Dead);
+        // Written before boot ids were recorded: judged by pid and start.
+        let unbooted = ProcessIdentity { boot: None, ..this.clone() };
+        assert_eq!(owner_liveness(&unbooted.to_string()), Liveness::Alive);
+    }
     let foreign = ProcessIdentity { host: format!("not-{}", this.host), ..this };
     assert_eq!(owner_liveness(&foreign.to_string()), Liveness::Unknown);
     assert_eq!(owner_liveness("garbage"), Liveness::Unknown);
