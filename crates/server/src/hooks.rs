@@ -216,6 +216,10 @@ pub(crate) async fn receive(
     state.limits.admit_run(&state, &tenant).await?;
     let run = RunId::new();
     if let Some(earlier) = store.record_delivery(&decl.name, &delivery, run, now_ms).await? {
+        // A retry. The first attempt may have died between recording the
+        // delivery and queuing its run, so the run is queued now; queuing a
+        // run the queue knows changes nothing, so it never starts twice.
+        state.enqueue(&tenant, &served, input, earlier).await?;
         return Ok(duplicate(&decl.name, &format!("delivery ({delivery})"), earlier));
     }
     // The same signed bytes under another delivery id are a replay. Kept

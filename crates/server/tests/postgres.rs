@@ -426,6 +426,22 @@ async fn webhook_signatures_stale_timestamps_and_replays_are_refused() {
     let (status, replay) = deliver(&server, b"hook-secret", now, "d-2", &payload).await;
     assert_eq!((status, replay["error"]["code"].as_str()), (409, Some("duplicate_delivery")));
 
+    // A delivery recorded by a server that died before queuing its run:
+    // the sender's retry queues it, under the recorded id, once.
+    let lost = rein::RunId::new();
+    assert_eq!(server.store.record_delivery("issues", "d-lost", lost, rein::now_ms()).await.unwrap(), None);
+    let lost_payload = serde_json::to_vec(&json!({ "title": "Lost" })).unwrap();
+    let (status, retried) = deliver(&server, b"hook-secret", now, "d-lost", &lost_payload).await;
+    assert_eq!((status, retried["error"]["run_id"].as_str()), (409, Some(lost.to_string().as_str())));
+    let lost_url = format!("/v1/runs/{lost}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while server.call(Some(&admin), "get", &lost_url, None).await.1["status"] != "succeeded" {
+        assert!(tokio::time::Instant::now() < deadline, "the retried delivery's run never ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, _) = deliver(&server, b"hook-secret", now, "d-lost", &lost_payload).await;
+    assert_eq!(status, 409, "a further retry starts nothing");
+
     // The one run ran, as the agent's tenant's.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
@@ -438,7 +454,7 @@ async fn webhook_signatures_stale_timestamps_and_replays_are_refused() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let (_, runs) = server.call(Some(&admin), "get", "/v1/runs", None).await;
-    assert_eq!(runs["runs"].as_array().unwrap().len(), 1, "one delivery, one run: {runs}");
+    assert_eq!(runs["runs"].as_array().unwrap().len(), 2, "one run per delivery: {runs}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
