@@ -3,38 +3,11 @@
 //! `.ci/node` and names in `REIN_MCP_NODE_MODULES`.
 
 use rein_mcp::{McpError, McpServerDecl, McpToolPolicy, McpToolset, McpTransport, discover};
+use rein_testkit::mcp_servers::{node_modules, script};
 use rein_types::{Approval, IdempotencyKey, RiskTier, RunId, Tool, ToolContext, ToolOutcome};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
-
-/// Where the reference servers are. `REIN_MCP_NODE_MODULES` (set by
-/// `scripts/test.sh`) must point at them; without it the default install
-/// location is tried, and the tests are skipped with a message when the
-/// servers are not there, unless `CI` is set.
-fn node_modules() -> Option<PathBuf> {
-    if let Ok(dir) = std::env::var("REIN_MCP_NODE_MODULES") {
-        let dir = PathBuf::from(dir);
-        assert!(
-            dir.join("@modelcontextprotocol/server-everything/dist/index.js").is_file(),
-            "REIN_MCP_NODE_MODULES={} has no @modelcontextprotocol/server-everything; run scripts/test.sh, which installs it",
-            dir.display()
-        );
-        return Some(dir);
-    }
-    let default = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.ci/node/node_modules");
-    if default.join("@modelcontextprotocol/server-everything/dist/index.js").is_file() {
-        return Some(default);
-    }
-    assert!(std::env::var_os("CI").is_none(), "the MCP reference servers are not installed; run scripts/test.sh");
-    eprintln!("skipped: MCP reference servers not installed (scripts/test.sh installs them into .ci/node)");
-    None
-}
-
-fn script(modules: &std::path::Path, package: &str) -> String {
-    modules.join("@modelcontextprotocol").join(package).join("dist/index.js").display().to_string()
-}
 
 fn stdio(name: &str, command: &str, args: Vec<String>) -> McpServerDecl {
     McpServerDecl {
