@@ -10,6 +10,7 @@ mod cmd_access;
 mod cmd_agents;
 mod cmd_approvals;
 mod cmd_audit;
+mod cmd_mcp;
 mod cmd_run;
 mod cmd_runs;
 mod cmd_schedules;
@@ -82,6 +83,11 @@ enum Command {
     Schedules(cmd_schedules::SchedulesArgs),
     /// Check an agent file and report every problem with file, line and key.
     Validate(cmd_validate::ValidateArgs),
+    /// The agent's MCP servers: what tools they offer it.
+    Mcp {
+        #[command(subcommand)]
+        command: cmd_mcp::McpCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -121,6 +127,7 @@ fn main() -> ExitCode {
             Command::Worker(args) => cmd_worker::run(args, &db).await,
             Command::Schedules(args) => cmd_schedules::run(args),
             Command::Validate(args) => cmd_validate::run(args),
+            Command::Mcp { command } => cmd_mcp::run(command).await,
         }
     });
     // A terminal read for an approval may still be blocked on stdin after a
