@@ -22,6 +22,12 @@ pub enum McpError {
     /// restart it is after `retry_in`.
     #[error("MCP server `{server}` is unavailable ({reason}); next restart attempt in {}", human(*retry_in))]
     Unavailable { server: String, reason: String, retry_in: Duration },
+    /// The connection broke while a request was in flight: the server may
+    /// or may not have acted on it.
+    #[error(
+        "MCP server `{server}`: the connection broke during the request ({detail}); it may or may not have taken effect, and the server is restarted on the next call"
+    )]
+    ConnectionLost { server: String, detail: String },
     #[error("MCP server `{server}`: {message}")]
     Protocol { server: String, message: String },
     #[error("MCP server `{server}` has no tool named `{tool}` (it offers: {offered})")]
@@ -35,7 +41,13 @@ pub enum McpError {
 impl McpError {
     /// A failure that may pass: the server may be back on the next call.
     pub fn is_transient(&self) -> bool {
-        matches!(self, McpError::Timeout { .. } | McpError::Unavailable { .. } | McpError::Initialise { .. })
+        matches!(
+            self,
+            McpError::Timeout { .. }
+                | McpError::Unavailable { .. }
+                | McpError::Initialise { .. }
+                | McpError::ConnectionLost { .. }
+        )
     }
 }
 

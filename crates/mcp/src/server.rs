@@ -314,11 +314,9 @@ impl McpServer {
         match error {
             ServiceError::McpError(data) => McpError::Protocol { server, message: data.message.to_string() },
             ServiceError::Timeout { .. } => self.timed_out(),
-            ServiceError::TransportClosed | ServiceError::TransportSend(_) => McpError::Unavailable {
-                server,
-                reason: format!("the connection broke ({error})"),
-                retry_in: Duration::ZERO,
-            },
+            ServiceError::TransportClosed | ServiceError::TransportSend(_) => {
+                McpError::ConnectionLost { server, detail: error.to_string() }
+            }
             other => McpError::Protocol { server, message: other.to_string() },
         }
     }

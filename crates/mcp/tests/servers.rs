@@ -252,3 +252,25 @@ async fn everything_over_streamable_http() {
     set.server.shutdown().await;
     child.kill().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_server_dying_mid_call_is_an_observation_that_says_the_call_may_have_run() {
+    let Some(modules) = node_modules() else { return };
+    let set = std::sync::Arc::new(discover(everything(&modules), reqwest::Client::new()).await.unwrap());
+    let pid = set.server.pid().await.unwrap();
+    let calling = set.clone();
+    let call = tokio::spawn(async move {
+        call(&calling, "trigger-long-running-operation", json!({"duration": 10, "steps": 2})).await
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    std::process::Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
+    let (message, retryable) = error_message(&call.await.unwrap());
+    assert!(message.contains("connection broke") && message.contains("may or may not"), "{message}");
+    assert!(retryable);
+    assert_eq!(call_echo(&set).await, ToolOutcome::ok(json!("Echo: again")));
+    set.server.shutdown().await;
+}
+
+async fn call_echo(set: &McpToolset) -> ToolOutcome {
+    call(set, "echo", json!({"message": "again"})).await
+}
