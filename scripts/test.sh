@@ -1,8 +1,30 @@
 #!/usr/bin/env bash
 # Runs rein's whole test suite. This is the README's test command, and
-# .ci/run calls it too. It needs only cargo: every test starts its own local
-# servers (OpenAI-compatible mock, HTTP tool endpoints) on 127.0.0.1 and
-# creates its own SQLite files.
+# .ci/run calls it too. It needs cargo, and node with npm for the MCP tests:
+# every other test starts its own local servers (OpenAI-compatible mock,
+# HTTP tool endpoints) on 127.0.0.1 and creates its own SQLite files.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# The MCP reference servers the MCP tests run against (servers nobody here
+# wrote), pinned, installed once into .ci/node (ignored by git) and named
+# for the tests in REIN_MCP_NODE_MODULES; with it set, a missing server
+# fails those tests instead of skipping them.
+mcp_servers=(
+  "@modelcontextprotocol/server-everything@2026.8.31"
+  "@modelcontextprotocol/server-filesystem@2026.8.31"
+)
+stamp=.ci/node/installed
+if [ "$(cat "$stamp" 2>/dev/null)" != "${mcp_servers[*]}" ]; then
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "error: npm is needed to install the MCP reference servers (${mcp_servers[*]})" >&2
+    exit 1
+  fi
+  echo "== installing ${mcp_servers[*]} into .ci/node" >&2
+  mkdir -p .ci/node
+  npm install --prefix .ci/node --no-audit --no-fund --no-save --loglevel=error "${mcp_servers[@]}" >&2
+  echo "${mcp_servers[*]}" > "$stamp"
+fi
+export REIN_MCP_NODE_MODULES="$PWD/.ci/node/node_modules"
+
 exec cargo test --workspace --locked "$@"

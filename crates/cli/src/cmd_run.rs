@@ -41,7 +41,7 @@ pub async fn run(args: RunArgs, db: &Path) -> anyhow::Result<u8> {
         Ok(session) => session,
         Err(error) => return Ok(usage_error(args.json, "journal_unavailable", &format!("{error:#}"))),
     };
-    let loaded = match rein::load_agent(&args.agent, &overrides, &session.client) {
+    let loaded = match rein::load_agent(&args.agent, &overrides, &session.client).await {
         Ok(loaded) => loaded,
         Err(error) => return Ok(usage_error(args.json, "invalid_agent", &error.to_string())),
     };

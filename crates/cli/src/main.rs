@@ -10,6 +10,7 @@ mod cmd_access;
 mod cmd_agents;
 mod cmd_approvals;
 mod cmd_audit;
+mod cmd_mcp;
 mod cmd_prune;
 mod cmd_run;
 mod cmd_runs;
@@ -86,6 +87,11 @@ enum Command {
     /// Delete old webhook deliveries, schedule ticks, cancel requests and
     /// queue rows that nothing needs any more (journals stay).
     Prune(cmd_prune::PruneArgs),
+    /// The agent's MCP servers: what tools they offer it.
+    Mcp {
+        #[command(subcommand)]
+        command: cmd_mcp::McpCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -126,6 +132,7 @@ fn main() -> ExitCode {
             Command::Schedules(args) => cmd_schedules::run(args),
             Command::Validate(args) => cmd_validate::run(args),
             Command::Prune(args) => cmd_prune::run(args, &db).await,
+            Command::Mcp { command } => cmd_mcp::run(command).await,
         }
     });
     // A terminal read for an approval may still be blocked on stdin after a

@@ -16,6 +16,7 @@
 mod diagnostic;
 mod duration;
 mod load;
+mod mcp;
 mod prices;
 mod reader;
 mod schedules;
@@ -34,7 +35,7 @@ pub use schedules::{CronSchedule, ScheduleError};
 pub use tools::{HANDOFF_TOOL_NAME, handoff_tool};
 pub use webhooks::render_webhook_input;
 
-use rein_types::{AgentSpec, ModelRef, ProviderDecl, ScheduleDecl, ToolImpl, ToolSpec, WebhookDecl};
+use rein_types::{AgentSpec, McpServerDecl, ModelRef, ProviderDecl, ScheduleDecl, ToolImpl, ToolSpec, WebhookDecl};
 use std::path::{Path, PathBuf};
 
 /// An agent file, resolved and checked: ready to run.
@@ -71,6 +72,12 @@ pub struct LoadedAgent {
     /// `[[schedules]]`: the cron schedules that start the agent, in
     /// declaration order.
     pub schedules: Vec<ScheduleDecl>,
+    /// `[[mcp_servers]]`, in declaration order (relative `cwd` resolved
+    /// against the agent file's directory). Their tools are not in `spec`:
+    /// they are discovered when the agent is built. The declarations are in
+    /// `spec.extra["mcp_servers"]` when there are any, so they are part of
+    /// the version.
+    pub mcp_servers: Vec<McpServerDecl>,
     /// Warnings found while loading; the agent runs regardless.
     pub warnings: Vec<Diagnostic>,
 }

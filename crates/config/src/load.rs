@@ -8,6 +8,7 @@
 //! failed, the spec is assembled.
 
 use crate::diagnostic::{self, Report};
+use crate::mcp;
 use crate::prices::{PriceTable, price_for};
 use crate::reader::{Node, Table, join_key};
 use crate::schedules;
@@ -53,6 +54,7 @@ const AGENT_KEYS: &[&str] = &[
     "output_schema",
     "webhooks",
     "schedules",
+    "mcp_servers",
 ];
 const TOOL_FILE_KEYS: &[&str] = &["tools", "databases"];
 const MODEL_KEYS: &[&str] = &[
@@ -150,6 +152,8 @@ struct AgentParts {
     webhooks: Vec<WebhookDecl>,
     /// `[[schedules]]`, in order.
     schedules: Vec<ScheduleDecl>,
+    /// `[[mcp_servers]]`, in order.
+    mcp_servers: Vec<mcp::DeclaredServer>,
     own: FileParts,
 }
 
@@ -295,7 +299,9 @@ pub(crate) fn validate_text(path: &Path, text: String) -> Report {
             }
         }
         for (name, loc, key) in &agent.stop {
-            if !names.contains(&name.as_str()) {
+            // An MCP server's tools are known only once it is asked, when
+            // the agent is built; the runtime checks the name then.
+            if !names.contains(&name.as_str()) && agent.mcp_servers.is_empty() {
                 sink.error(
                     loc,
                     key,
@@ -429,6 +435,10 @@ fn parse_agent(table: &Table<'_, '_>, env: &mut Vec<EnvRef>, incomplete: &mut bo
     let schedules = table.get("schedules").map(|node| schedules::parse_schedules(&node, sink)).unwrap_or_default();
 
     let defaults = ToolDefaults { timeout_ms: limits.tool_timeout_ms };
+    let mcp_servers = table
+        .get("mcp_servers")
+        .map(|node| mcp::parse_servers(&node, &base, limits.tool_timeout_ms, env, sink))
+        .unwrap_or_default();
     let own = parse_tool_file_parts(table, &defaults, env, incomplete, sink);
 
     AgentParts {
@@ -451,6 +461,7 @@ fn parse_agent(table: &Table<'_, '_>, env: &mut Vec<EnvRef>, incomplete: &mut bo
         output_schema,
         webhooks,
         schedules,
+        mcp_servers,
         own,
     }
 }
@@ -1106,6 +1117,14 @@ fn assemble(
     {
         map.insert("schedules".into(), serde_json::to_value(&agent.schedules).ok()?);
     }
+    // And the MCP servers as declared (their tools are discovered at build
+    // and are not part of the version).
+    if !agent.mcp_servers.is_empty()
+        && let Some(map) = extra.as_object_mut()
+    {
+        let declared: Vec<&rein_types::McpServerDecl> = agent.mcp_servers.iter().map(|s| &s.for_version).collect();
+        map.insert("mcp_servers".into(), serde_json::to_value(declared).ok()?);
+    }
     let routes = agent
         .routes
         .iter()
@@ -1136,6 +1155,7 @@ fn assemble(
         tools,
         webhooks: agent.webhooks,
         schedules: agent.schedules,
+        mcp_servers: agent.mcp_servers.into_iter().map(|s| s.decl).collect(),
         warnings: Vec::new(),
     })
 }

@@ -13,7 +13,7 @@ fn unknown_top_level_key() {
         single_error(dir.path(), &report),
         "agent.toml:4:1: error: colour: unknown key \"colour\"; expected one of name, description, system_prompt, \
          system_prompt_file, include, handoff, model, limits, stop, prices, databases, tools, providers, output_schema, \
-         webhooks, schedules"
+         webhooks, schedules, mcp_servers"
     );
     assert!(report.agent.is_none());
 }

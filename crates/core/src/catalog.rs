@@ -117,4 +117,12 @@ impl AgentPlan {
         let tool_specs = spec.tools.clone();
         Ok(Self { spec, version, catalog, tool_specs, output_validator })
     }
+
+    /// Like [`AgentPlan::new`], recording runs under `version` rather than
+    /// the spec's own hash: for agents whose spec gained tools discovered
+    /// when it was built (from MCP servers), whose version is that of the
+    /// declarations they were built from.
+    pub fn with_version(spec: AgentSpec, version: AgentVersion) -> Result<Self, CatalogError> {
+        Ok(Self { version, ..Self::new(spec)? })
+    }
 }

@@ -48,7 +48,9 @@ mod load;
 mod operate;
 pub mod worker;
 
-pub use load::{AgentDefinition, LoadError, LoadedAgent, Overrides, load_agent, load_definition, load_definition_str};
+pub use load::{
+    AgentDefinition, LoadError, LoadedAgent, Overrides, discover_mcp, load_agent, load_definition, load_definition_str,
+};
 pub use operate::{OperateError, Operator, WaitingApproval, now_ms, outcome_json, step_and_index, step_and_index_of};
 pub use rein_core::fold::outcome_of;
 pub use rein_core::{
@@ -63,6 +65,8 @@ pub use rein_types::*;
 
 /// Agent-file loading and validation.
 pub use rein_config as config;
+/// MCP servers' tools (`McpServer`, `McpTool`, `discover`).
+pub use rein_mcp as mcp;
 /// Providers (`OpenAiCompatible`, `build_model`).
 pub use rein_providers as providers;
 /// The SQLite journal.

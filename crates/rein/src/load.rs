@@ -10,7 +10,9 @@
 
 use rein_config::{ConfigError, Diagnostic};
 use rein_runtime::{Agent, RuntimeError};
-use rein_types::{AgentSpec, ModelRef, Phase, ProviderDecl, ScheduleDecl, Tool, ToolImpl, ToolSpec, WebhookDecl};
+use rein_types::{
+    AgentSpec, McpServerDecl, ModelRef, Phase, ProviderDecl, ScheduleDecl, Tool, ToolImpl, ToolSpec, WebhookDecl,
+};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::Arc;
@@ -35,6 +37,12 @@ pub enum LoadError {
     Provider(#[from] rein_providers::ProviderError),
     #[error("tool `{tool}`: {message}")]
     Tool { tool: String, message: String },
+    #[error("{0}")]
+    Mcp(#[from] rein_mcp::McpError),
+    #[error(
+        "stop.after_tools names `{0}`, which is none of the agent's tools (its MCP servers do not offer it either)"
+    )]
+    UnknownStopTool(String),
     #[error("{0}")]
     Runtime(#[from] RuntimeError),
     #[error("stored agent definition is unreadable: {0}")]
@@ -71,6 +79,11 @@ pub struct AgentDefinition {
     /// `spec.extra`, so they are part of the version).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub schedules: Vec<ScheduleDecl>,
+    /// `[[mcp_servers]]`: their tools are discovered by [`Self::build`],
+    /// and are not in `spec.tools` (also in `spec.extra`, so the
+    /// declarations are part of the version).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mcp_servers: Vec<McpServerDecl>,
 }
 
 impl AgentDefinition {
@@ -85,9 +98,15 @@ impl AgentDefinition {
         serde_json::from_value(value).map_err(|e| LoadError::Definition(e.to_string()))
     }
 
-    /// Builds the runnable agent. `client` is shared by the provider and
-    /// the HTTP tools (one connection pool per process).
-    pub fn build(&self, client: &reqwest::Client) -> Result<Agent, LoadError> {
+    /// Builds the runnable agent. `client` is shared by the provider, the
+    /// HTTP tools and Streamable HTTP MCP sessions (one connection pool per
+    /// process). Each `[[mcp_servers]]` server is started and asked for its
+    /// tools here, which is why this is async; the servers live as long as
+    /// the agent, and stop when it is dropped.
+    ///
+    /// Runs of the agent are recorded under the definition's version: the
+    /// discovered tools are in the agent's spec but not in its version.
+    pub async fn build(&self, client: &reqwest::Client) -> Result<Agent, LoadError> {
         // The primary, then `[model] fallbacks`, each behind its endpoint's
         // breaker and limits, shared with every other agent in the process.
         let model =
@@ -106,8 +125,44 @@ impl AgentDefinition {
         for (phase, model, provider) in &self.routes {
             routes.push((*phase, rein_providers::build_chain((model, provider), &[], Some(client.clone()))?));
         }
-        Ok(Agent::from_spec(self.spec.clone(), model, tools)?.with_route_models(routes)?)
+        if self.mcp_servers.is_empty() {
+            return Ok(Agent::from_spec(self.spec.clone(), model, tools)?.with_route_models(routes)?);
+        }
+        let mut spec = self.spec.clone();
+        // Before the handoff tool, which by convention comes last.
+        let mut at = spec
+            .tools
+            .iter()
+            .position(|t| t.name.as_str() == rein_config::HANDOFF_TOOL_NAME)
+            .unwrap_or(spec.tools.len());
+        for set in discover_mcp(&self.mcp_servers, client).await? {
+            for tool in set.runnable() {
+                spec.tools.insert(at, tool.spec().clone());
+                at += 1;
+                tools.push(tool);
+            }
+        }
+        if let Some(name) =
+            spec.stop.after_tools.iter().find(|name| !spec.tools.iter().any(|t| t.name.as_str() == *name))
+        {
+            return Err(LoadError::UnknownStopTool(name.clone()));
+        }
+        Ok(Agent::from_spec_with_version(spec, self.spec.version(), model, tools)?.with_route_models(routes)?)
     }
+}
+
+/// Starts each declared MCP server and discovers the tools the agent may
+/// use from it, in declaration order. A server that fails stops the ones
+/// already started (they are dropped).
+pub async fn discover_mcp(
+    servers: &[McpServerDecl],
+    client: &reqwest::Client,
+) -> Result<Vec<rein_mcp::McpToolset>, LoadError> {
+    let mut sets = Vec::with_capacity(servers.len());
+    for decl in servers {
+        sets.push(rein_mcp::discover(decl.clone(), client.clone()).await?);
+    }
+    Ok(sets)
 }
 
 /// Loads the agent file at `path` into a definition, applying `overrides`.
@@ -147,6 +202,7 @@ fn resolve(
         tools: loaded.tools.iter().map(|t| (t.spec.clone(), t.implementation.clone())).collect(),
         webhooks: loaded.webhooks,
         schedules: loaded.schedules,
+        mcp_servers: loaded.mcp_servers,
         provider: loaded.provider,
         spec: loaded.spec,
     };
@@ -156,8 +212,12 @@ fn resolve(
 /// Loads the agent file at `path`, applying `overrides`, and builds it.
 /// `client` is shared by the provider and the HTTP tools (one connection
 /// pool per process).
-pub fn load_agent(path: &Path, overrides: &Overrides, client: &reqwest::Client) -> Result<LoadedAgent, LoadError> {
+pub async fn load_agent(
+    path: &Path,
+    overrides: &Overrides,
+    client: &reqwest::Client,
+) -> Result<LoadedAgent, LoadError> {
     let (definition, warnings) = load_definition(path, overrides)?;
-    let agent = definition.build(client)?;
+    let agent = definition.build(client).await?;
     Ok(LoadedAgent { agent, definition, warnings })
 }

@@ -182,7 +182,7 @@ impl Operator {
                 run,
             });
         };
-        Ok(AgentDefinition::from_json(definition)?.build(&self.client)?)
+        Ok(AgentDefinition::from_json(definition)?.build(&self.client).await?)
     }
 
     /// Whether this process may take `run` up: nobody holds it, or its

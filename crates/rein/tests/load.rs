@@ -15,8 +15,8 @@ fn config_knows_every_provider_the_factory_builds() {
     }
 }
 
-#[test]
-fn examples_load_and_overrides_change_the_version() {
+#[tokio::test]
+async fn examples_load_and_overrides_change_the_version() {
     let client = reqwest::Client::new();
     let dir = tempfile::tempdir().unwrap();
     // The SQL tools need their databases to exist.
@@ -36,17 +36,17 @@ fn examples_load_and_overrides_change_the_version() {
     }
     let path = dir.path().join("lead-qualification/agent.toml");
     let overrides = Overrides { model: Some("ollama:llama3.2".into()), base_url: None };
-    let local = load_agent(&path, &overrides, &client).unwrap().agent;
+    let local = load_agent(&path, &overrides, &client).await.unwrap().agent;
     assert_eq!(local.spec().model.to_string(), "ollama:llama3.2");
     assert_eq!(local.spec().price.map(|p| p.input_per_mtok), Some(0.0), "local models are free");
 
     let moved = Overrides { model: Some("ollama:llama3.2".into()), base_url: Some("http://127.0.0.1:9/v1".into()) };
-    let elsewhere = load_agent(&path, &moved, &client).unwrap().agent;
+    let elsewhere = load_agent(&path, &moved, &client).await.unwrap().agent;
     assert_ne!(local.version(), elsewhere.version(), "a different endpoint is a different version");
 
     if std::env::var_os("OPENAI_API_KEY").is_none() {
         let support = dir.path().join("support-triage/agent.toml");
-        let error = load_agent(&support, &Overrides::default(), &client).err().expect("the key is required");
+        let error = load_agent(&support, &Overrides::default(), &client).await.err().expect("the key is required");
         assert!(error.to_string().contains("OPENAI_API_KEY"), "{error}");
     }
 }

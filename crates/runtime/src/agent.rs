@@ -37,6 +37,28 @@ impl Agent {
         implementations: Vec<Arc<dyn Tool>>,
     ) -> Result<Self, RuntimeError> {
         let plan = AgentPlan::new(spec).map_err(|e| RuntimeError::InvalidAgent(e.to_string()))?;
+        Self::from_plan(plan, model, implementations)
+    }
+
+    /// Like [`Agent::from_spec`], with runs recorded under `version` rather
+    /// than the spec's hash: for a spec that gained tools discovered when
+    /// it was built (MCP servers), whose version is that of the
+    /// declarations it was built from.
+    pub fn from_spec_with_version(
+        spec: AgentSpec,
+        version: rein_types::AgentVersion,
+        model: Arc<dyn Model>,
+        implementations: Vec<Arc<dyn Tool>>,
+    ) -> Result<Self, RuntimeError> {
+        let plan = AgentPlan::with_version(spec, version).map_err(|e| RuntimeError::InvalidAgent(e.to_string()))?;
+        Self::from_plan(plan, model, implementations)
+    }
+
+    fn from_plan(
+        plan: AgentPlan,
+        model: Arc<dyn Model>,
+        implementations: Vec<Arc<dyn Tool>>,
+    ) -> Result<Self, RuntimeError> {
         let mut tools: Vec<Option<Arc<dyn Tool>>> = Vec::with_capacity(plan.catalog.len());
         for spec in plan.catalog.specs() {
             let name = spec.name.as_str();

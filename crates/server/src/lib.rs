@@ -130,6 +130,7 @@ impl AppState {
         let agent = Arc::new(
             definition
                 .build(self.operator.client())
+                .await
                 .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_agent", e.to_string()))?,
         );
         self.operator.register(tenant, &definition).await.map_err(|error| match error {
@@ -189,7 +190,7 @@ impl AppState {
             .await?
             .ok_or_else(|| unavailable(format!("agent `{name}` version {} is not registered", version.short())))?;
         let definition = AgentDefinition::from_json(stored).map_err(|e| unavailable(e.to_string()))?;
-        let agent = Arc::new(definition.build(self.operator.client()).map_err(|e| unavailable(e.to_string()))?);
+        let agent = Arc::new(definition.build(self.operator.client()).await.map_err(|e| unavailable(e.to_string()))?);
         let served = Arc::new(Served { definition, agent });
         if let Ok(mut built) = self.built.write() {
             built.insert(key, served.clone());

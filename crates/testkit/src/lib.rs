@@ -14,6 +14,7 @@ pub mod access;
 pub mod clock;
 pub mod conformance;
 pub mod journal;
+pub mod mcp_servers;
 pub mod openai_server;
 pub mod prune;
 pub mod queue;

@@ -194,3 +194,79 @@ impl ScheduleDecl {
     pub const DEFAULT_MAX_LATENESS_MS: u64 = 5 * 60 * 1000;
     pub const DEFAULT_TIMEZONE: &'static str = "UTC";
 }
+
+/// An MCP server whose tools the agent may use (`[[mcp_servers]]`). Its
+/// tools are discovered when the agent is built, so they are not part of
+/// the version; this declaration is, so pointing the agent at another
+/// server, or changing its filters or tiers, changes the version.
+///
+/// Secrets never appear here: environment and header values keep their
+/// `${ENV_VAR}` references, expanded when the server is started.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct McpServerDecl {
+    /// 1–64 of `A-Z`, `a-z`, `0-9`, `_`, `-`; unique within the agent.
+    pub name: String,
+    pub transport: McpTransport,
+    /// Put before every tool name the server offers (`fs_` makes
+    /// `read_file` `fs_read_file`), so two servers' tools cannot collide.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub prefix: String,
+    /// The server's tool names (without the prefix) the agent may use;
+    /// empty allows every tool not denied.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<String>,
+    /// The server's tool names (without the prefix) the agent never sees.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deny: Vec<String>,
+    /// Per-call time-out, and the time-out of starting and initialising
+    /// the server.
+    pub timeout_ms: u64,
+    /// Results longer than this (in bytes of JSON) are cut, and marked so.
+    pub max_result_bytes: usize,
+    /// Risk, approval and limits per tool (keyed by the server's name for
+    /// it); tools not listed are `write` tools with the tier's approval.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tools: BTreeMap<String, McpToolPolicy>,
+}
+
+/// How rein reaches an MCP server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "transport", rename_all = "snake_case")]
+pub enum McpTransport {
+    /// A child process speaking MCP on its standard input and output.
+    Stdio {
+        command: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        args: Vec<String>,
+        /// Added to rein's own environment; `${VAR}` in values is read from
+        /// rein's environment at start.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        env: BTreeMap<String, String>,
+        /// Working directory (already resolved against the agent file's
+        /// directory); rein's own when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cwd: Option<String>,
+    },
+    /// A Streamable HTTP endpoint.
+    StreamableHttp {
+        url: String,
+        /// `${VAR}` in values is read from the environment at start.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        headers: BTreeMap<String, String>,
+    },
+}
+
+/// What the agent file says about one MCP tool. Servers' own annotations
+/// (`readOnlyHint`, ...) are hints from code rein does not control, so only
+/// this decides a tool's tier.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct McpToolPolicy {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub risk: Option<crate::RiskTier>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<crate::Approval>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotent: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_calls: Option<u32>,
+}

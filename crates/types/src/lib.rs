@@ -31,7 +31,8 @@ pub use control::{
     Lease, Pruned, Store, chain_hash, rollback_target,
 };
 pub use decl::{
-    BodyMapping, HttpToolDecl, ProviderDecl, RetryPolicy, ScheduleDecl, SqlMode, SqlToolDecl, ToolImpl, WebhookDecl,
+    BodyMapping, HttpToolDecl, McpServerDecl, McpToolPolicy, McpTransport, ProviderDecl, RetryPolicy, ScheduleDecl,
+    SqlMode, SqlToolDecl, ToolImpl, WebhookDecl,
 };
 pub use event::{Event, EventKind, JOURNAL_FORMAT_VERSION, LimitKind, Reconciliation, RejectReason};
 pub use ids::{AgentVersion, IdempotencyKey, RunId, TenantId, TenantIdError, ToolCallId, ToolName, ToolNameError};
