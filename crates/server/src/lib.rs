@@ -162,17 +162,19 @@ impl AppState {
         }
     }
 
-    /// The deployed version of agent `name`, if `tenant` owns it.
-    pub(crate) async fn agent(&self, tenant: &TenantId, name: &str) -> Result<Arc<Served>, ApiError> {
+    /// The deployed version of agent `name`, if `tenant` owns it, with the
+    /// agent's record (its kill-switch state).
+    pub(crate) async fn agent(&self, tenant: &TenantId, name: &str) -> Result<(AgentRecord, Arc<Served>), ApiError> {
         let record = self.owned_agent(tenant, name).await?;
-        let Some(version) = record.active_version else {
+        let Some(version) = record.active_version.clone() else {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "agent_not_deployed",
                 format!("agent `{name}` has no deployed version; activate one"),
             ));
         };
-        self.version(name, &AgentVersion(version)).await
+        let served = self.version(name, &AgentVersion(version)).await?;
+        Ok((record, served))
     }
 
     /// Version `version` of `name`, built once from its registered

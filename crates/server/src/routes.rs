@@ -509,8 +509,8 @@ async fn create_run(
     Path(name): Path<String>,
     Body(request): Body<RunRequest>,
 ) -> ApiResult<Response> {
-    let served = state.agent(&caller.tenant, &name).await?;
-    if !state.operator.store().agent_enabled(&name).await? {
+    let (record, served) = state.agent(&caller.tenant, &name).await?;
+    if !record.enabled {
         return Err(rein::OperateError::Disabled(name).into());
     }
     state.limits.admit_run(&state, &caller.tenant).await?;

@@ -229,7 +229,7 @@ pub(crate) async fn list(
     Auth(caller, ..): Auth<RunsRead>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let served = state.agent(&caller.tenant, &name).await?;
+    let (_, served) = state.agent(&caller.tenant, &name).await?;
     let now_ms = rein::now_ms();
     let schedules: Vec<Value> = served
         .definition

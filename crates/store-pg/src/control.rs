@@ -158,7 +158,9 @@ pub(crate) async fn agent_definition(
     })
 }
 
-pub(crate) async fn agents(pool: &PgPool) -> Result<Vec<AgentRecord>, JournalError> {
+/// Every agent, or only `name` (the agents tables are small: one row per
+/// agent name, a few per version).
+pub(crate) async fn agents(pool: &PgPool, name: Option<&str>) -> Result<Vec<AgentRecord>, JournalError> {
     // Registration always adds an `agents` row, but a name with versions
     // and no row (a hand-edited database) is listed all the same.
     let rows = query::<Postgres>(
@@ -167,10 +169,12 @@ pub(crate) async fn agents(pool: &PgPool) -> Result<Vec<AgentRecord>, JournalErr
                 (SELECT v.version FROM agent_versions v WHERE v.name = n.name
                  ORDER BY v.registered_at_ms DESC, v.registration DESC LIMIT 1),
                 COALESCE(a.tenant, 'default'), a.active_version
-         FROM (SELECT name FROM agents UNION SELECT name FROM agent_versions) n
+         FROM (SELECT name FROM agents WHERE $1::TEXT IS NULL OR name = $1
+               UNION SELECT name FROM agent_versions WHERE $1::TEXT IS NULL OR name = $1) n
          LEFT JOIN agents a ON a.name = n.name
          ORDER BY n.name",
     )
+    .bind(name)
     .fetch_all(pool)
     .await
     .map_err(read_failed)?;

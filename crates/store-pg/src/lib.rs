@@ -256,7 +256,11 @@ impl ControlStore for PgStore {
     }
 
     async fn agents(&self) -> Result<Vec<AgentRecord>, JournalError> {
-        control::agents(&self.pool).await
+        control::agents(&self.pool, None).await
+    }
+
+    async fn agent(&self, name: &str) -> Result<Option<AgentRecord>, JournalError> {
+        Ok(control::agents(&self.pool, Some(name)).await?.pop())
     }
 
     async fn agent_versions(&self, name: &str) -> Result<Vec<AgentVersionRecord>, JournalError> {

@@ -134,7 +134,9 @@ pub(crate) fn agent_definition(
         .transpose()
 }
 
-pub(crate) fn agents(conn: &Connection) -> Result<Vec<AgentRecord>, JournalError> {
+/// Every agent, or only `name` (the agents tables are small: one row per
+/// agent name, a few per version).
+pub(crate) fn agents(conn: &Connection, name: Option<&str>) -> Result<Vec<AgentRecord>, JournalError> {
     // Registration always adds an `agents` row, but a name with versions
     // and no row (a hand-edited file) is listed all the same.
     let mut statement = conn
@@ -144,13 +146,14 @@ pub(crate) fn agents(conn: &Connection) -> Result<Vec<AgentRecord>, JournalError
                     (SELECT v.version FROM agent_versions v WHERE v.name = n.name
                      ORDER BY v.registered_at_ms DESC, v.rowid DESC LIMIT 1),
                     COALESCE(a.tenant, 'default'), a.active_version
-             FROM (SELECT name FROM agents UNION SELECT name FROM agent_versions) n
+             FROM (SELECT name FROM agents WHERE ?1 IS NULL OR name = ?1
+                   UNION SELECT name FROM agent_versions WHERE ?1 IS NULL OR name = ?1) n
              LEFT JOIN agents a ON a.name = n.name
              ORDER BY n.name",
         )
         .map_err(read_failed)?;
     let records = statement
-        .query_map([], |row| {
+        .query_map([name], |row| {
             Ok(AgentRecord {
                 name: row.get(0)?,
                 enabled: row.get::<_, i64>(1)? != 0,

@@ -380,7 +380,12 @@ impl ControlStore for SqliteJournal {
     }
 
     async fn agents(&self) -> Result<Vec<AgentRecord>, JournalError> {
-        self.read(control::agents).await
+        self.read(|conn| control::agents(conn, None)).await
+    }
+
+    async fn agent(&self, name: &str) -> Result<Option<AgentRecord>, JournalError> {
+        let name = name.to_string();
+        self.read(move |conn| control::agents(conn, Some(&name)).map(|mut found| found.pop())).await
     }
 
     async fn set_agent_enabled(&self, name: &str, enabled: bool, by: &str, now_ms: u64) -> Result<(), JournalError> {

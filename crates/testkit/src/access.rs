@@ -29,6 +29,9 @@ pub async fn names_belong_to_the_first_tenant_that_registers_them(store: &dyn St
     let record = store.agent("owned").await.expect("read").expect("registered");
     assert_eq!(record.tenant, acme);
     assert_eq!(record.active_version, None, "registering deploys nothing");
+    assert_eq!(store.agent("nobody").await.expect("read"), None);
+    let listed = store.agents().await.expect("list").into_iter().find(|r| r.name == "owned");
+    assert_eq!(listed, Some(record.clone()), "one agent's record is its row of the listing");
     // A kill switch set before any registration does not own the name.
     store.set_agent_enabled("early", false, "ops", 4).await.expect("switch");
     store.register_agent(&globex, "early", &v1, &json!({}), 5).await.expect("claims a bare name");
