@@ -11,13 +11,13 @@
 //! applied, so a repeated effect under a *new* key (an unstable key, a
 //! model call whose result was lost and redone differently) is caught.
 
-use axum::Json;
-use axum::extract::State;
-use axum::http::HeaderMap;
+mod common;
+
 use axum::routing::post;
-use rein_testkit::openai_server::{MockOpenAi, MockReply, completion_text, completion_tool_calls};
-use serde_json::{Value, json};
-use std::collections::{BTreeMap, HashMap};
+use common::counter::{Counter, STEPS_PER_RUN, agent_toml, count, respond};
+use rein_testkit::openai_server::MockOpenAi;
+use serde_json::Value;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -26,85 +26,6 @@ use tokio::process::{Child, Command};
 const REIN: &str = env!("CARGO_BIN_EXE_rein");
 const RUNS: usize = 50;
 const MIN_KILLS: usize = 20;
-/// Increments each run makes, one per model turn.
-const STEPS_PER_RUN: usize = 3;
-
-#[derive(Default)]
-struct Counter {
-    /// Idempotency key → (logical item, the answer given).
-    applied: HashMap<String, (String, Value)>,
-    /// Deliveries per key, repeats included.
-    deliveries: HashMap<String, u32>,
-    /// Logical item → times applied.
-    per_item: BTreeMap<String, u32>,
-}
-
-async fn count(State(counter): State<Arc<Mutex<Counter>>>, headers: HeaderMap, Json(body): Json<Value>) -> Json<Value> {
-    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-    let item = body["item"].as_str().unwrap_or("").to_owned();
-    let answer = {
-        let mut counter = counter.lock().unwrap();
-        *counter.deliveries.entry(key.clone()).or_default() += 1;
-        match counter.applied.get(&key) {
-            Some((_, answer)) => answer.clone(),
-            None => {
-                *counter.per_item.entry(item.clone()).or_default() += 1;
-                let answer = json!({ "item": item, "applied": counter.applied.len() + 1 });
-                counter.applied.insert(key, (item, answer.clone()));
-                answer
-            }
-        }
-    };
-    // Applied before answering: a kill in this window leaves an effect the
-    // caller never heard about, which is what the idempotency key is for.
-    tokio::time::sleep(Duration::from_millis(25)).await;
-    Json(answer)
-}
-
-fn agent_toml(model_url: &str, counter_url: &str) -> String {
-    format!(
-        r#"
-name = "counter"
-system_prompt = "Record each item of the task with the increment tool, one at a time, then say done."
-
-[model]
-id = "openai:mock-model"
-base_url = "{model_url}"
-api_key_env = "MOCK_KEY"
-
-[limits]
-max_steps = 8
-timeout = "60s"
-
-[[tools]]
-name = "increment"
-description = "Records one item in the counter service. Safe to retry: the service de-duplicates by idempotency key."
-kind = "http"
-method = "POST"
-url = "{counter_url}/count"
-risk = "write"
-idempotent = true
-parameters = {{ type = "object", properties = {{ item = {{ type = "string" }} }}, required = ["item"], additionalProperties = false }}
-"#
-    )
-}
-
-/// The model: increments `TASK-0`, `TASK-1`, `TASK-2` in turn, judged from
-/// the conversation alone, so a resumed run gets the answers the lost
-/// process would have got.
-fn respond(body: &Value) -> MockReply {
-    let messages = body["messages"].as_array().cloned().unwrap_or_default();
-    let task =
-        messages.iter().find(|m| m["role"] == "user").and_then(|m| m["content"].as_str()).unwrap_or("").to_owned();
-    let done = messages.iter().filter(|m| m["role"] == "tool").count();
-    let reply = if done < STEPS_PER_RUN {
-        completion_tool_calls(&[("increment", json!({ "item": format!("{task}-{done}") }))])
-    } else {
-        completion_text(&format!("done {task}"))
-    };
-    MockReply::ok(reply).with_delay(Duration::from_millis(25))
-}
-
 fn rein(args: &[&str], db: &Path) -> Child {
     Command::new(REIN)
         .args(args)
@@ -145,12 +66,12 @@ async fn runs_survive_repeated_sigkills_with_every_side_effect_applied_once() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let counter_url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let model = MockOpenAi::start(respond).await.unwrap();
+    let model = MockOpenAi::start(|body| respond(body, Duration::from_millis(25))).await.unwrap();
 
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("rein.db");
     let agent = dir.path().join("counter.toml");
-    std::fs::write(&agent, agent_toml(&model.base_url, &counter_url)).unwrap();
+    std::fs::write(&agent, agent_toml(&model.base_url, &counter_url, "60s")).unwrap();
     let agent = agent.to_str().unwrap().to_owned();
     let seed = std::env::var("CHAOS_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| fastrand::u64(..));
     let mut rng = fastrand::Rng::with_seed(seed);

@@ -9,14 +9,12 @@
 mod common;
 
 use common::PgSchema;
+use common::counter::{Counter, STEPS_PER_RUN, agent_toml, count, respond};
 
-use axum::Json;
-use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::routing::post;
-use rein_testkit::openai_server::{MockOpenAi, MockReply, completion_text, completion_tool_calls};
-use serde_json::{Value, json};
-use std::collections::{BTreeMap, HashMap};
+use rein_testkit::openai_server::MockOpenAi;
+use serde_json::Value;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -24,76 +22,6 @@ use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
 
 const REIN: &str = env!("CARGO_BIN_EXE_rein");
-/// Increments each run makes, one per model turn.
-const STEPS_PER_RUN: usize = 3;
-
-#[derive(Default)]
-struct Counter {
-    /// Idempotency key → logical item.
-    applied: HashMap<String, String>,
-    /// Logical item → times applied.
-    per_item: BTreeMap<String, u32>,
-}
-
-async fn count(State(counter): State<Arc<Mutex<Counter>>>, headers: HeaderMap, Json(body): Json<Value>) -> Json<Value> {
-    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-    let item = body["item"].as_str().unwrap_or("").to_owned();
-    {
-        let mut counter = counter.lock().unwrap();
-        if !counter.applied.contains_key(&key) {
-            *counter.per_item.entry(item.clone()).or_default() += 1;
-            counter.applied.insert(key, item.clone());
-        }
-    }
-    // Applied before answering: a kill in this window leaves an effect the
-    // caller never heard about, which is what the idempotency key is for.
-    tokio::time::sleep(Duration::from_millis(25)).await;
-    Json(json!({ "item": item }))
-}
-
-fn agent_toml(model_url: &str, counter_url: &str) -> String {
-    format!(
-        r#"
-name = "counter"
-system_prompt = "Record each item of the task with the increment tool, one at a time, then say done."
-
-[model]
-id = "openai:mock-model"
-base_url = "{model_url}"
-api_key_env = "MOCK_KEY"
-
-[limits]
-max_steps = 8
-timeout = "120s"
-
-[[tools]]
-name = "increment"
-description = "Records one item in the counter service. Safe to retry: the service de-duplicates by idempotency key."
-kind = "http"
-method = "POST"
-url = "{counter_url}/count"
-risk = "write"
-idempotent = true
-parameters = {{ type = "object", properties = {{ item = {{ type = "string" }} }}, required = ["item"], additionalProperties = false }}
-"#
-    )
-}
-
-/// The model: increments `TASK-0`, `TASK-1`, `TASK-2` in turn, judged from
-/// the conversation alone, slowly enough that runs are caught mid-way.
-fn respond(body: &Value) -> MockReply {
-    let messages = body["messages"].as_array().cloned().unwrap_or_default();
-    let task =
-        messages.iter().find(|m| m["role"] == "user").and_then(|m| m["content"].as_str()).unwrap_or("").to_owned();
-    let done = messages.iter().filter(|m| m["role"] == "tool").count();
-    let reply = if done < STEPS_PER_RUN {
-        completion_tool_calls(&[("increment", json!({ "item": format!("{task}-{done}") }))])
-    } else {
-        completion_text(&format!("done {task}"))
-    };
-    MockReply::ok(reply).with_delay(Duration::from_millis(150))
-}
-
 /// The counter service, the mock model, and the agent file.
 struct World {
     counter: Arc<Mutex<Counter>>,
@@ -108,10 +36,10 @@ async fn world() -> World {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let counter_url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let model = MockOpenAi::start(respond).await.unwrap();
+    let model = MockOpenAi::start(|body| respond(body, Duration::from_millis(150))).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let agent = dir.path().join("counter.toml");
-    std::fs::write(&agent, agent_toml(&model.base_url, &counter_url)).unwrap();
+    std::fs::write(&agent, agent_toml(&model.base_url, &counter_url, "120s")).unwrap();
     World { counter, _model: model, agent: agent.to_str().unwrap().to_owned(), _dir: dir }
 }
 

@@ -5,6 +5,8 @@
 
 use std::process::Output;
 
+pub mod counter;
+
 /// A schema of its own on the local PostgreSQL server, dropped afterwards.
 pub struct PgSchema(pub String);
 
