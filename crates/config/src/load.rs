@@ -19,7 +19,7 @@ use crate::webhooks;
 use crate::{DeclaredTool, Fallback, LoadedAgent};
 use rein_types::{
     AgentSpec, Limits, ModelPrice, ModelRef, ModelSettings, Phase, ProviderDecl, Route, ScheduleDecl, SqlToolDecl,
-    StopConditions, ToolImpl, WebhookDecl,
+    StopConditions, ToolChoice, ToolImpl, WebhookDecl,
 };
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -75,8 +75,16 @@ const MODEL_KEYS: &[&str] = &[
 
 /// Phases `[model.routes]` may name.
 const ROUTE_KEYS: &[&str] = &["planning", "tool_selection", "reflection", "synthesis", "summarisation"];
-const PROVIDER_KEYS: &[&str] =
-    &["base_url", "api_key_env", "max_concurrency", "requests_per_minute", "tokens_per_minute"];
+const PROVIDER_KEYS: &[&str] = &[
+    "base_url",
+    "api_key_env",
+    "max_concurrency",
+    "requests_per_minute",
+    "tokens_per_minute",
+    "threads",
+    "context_length",
+    "tool_choice",
+];
 const LIMIT_KEYS: &[&str] = &[
     "max_steps",
     "timeout",
@@ -667,6 +675,9 @@ fn parse_providers(node: &Node<'_, '_>, env: &mut Vec<EnvRef>, sink: &mut Sink) 
         decl.max_concurrency = t.u32_at_least("max_concurrency", 1, sink);
         decl.requests_per_minute = t.u32_at_least("requests_per_minute", 1, sink);
         decl.tokens_per_minute = t.u32_at_least("tokens_per_minute", 1, sink);
+        decl.threads = t.u32_at_least("threads", 1, sink);
+        decl.context_length = t.u32_at_least("context_length", 16, sink);
+        decl.tool_choice = t.choice("tool_choice", ToolChoice::NAMES, sink).and_then(ToolChoice::parse);
         if !KNOWN_PROVIDERS.contains(&name) && decl.base_url.is_none() {
             sink.warning(
                 &entry.loc(),
@@ -700,6 +711,9 @@ fn resolve_providers(
         provider.max_concurrency = own.max_concurrency;
         provider.requests_per_minute = own.requests_per_minute;
         provider.tokens_per_minute = own.tokens_per_minute;
+        provider.threads = own.threads;
+        provider.context_length = own.context_length;
+        provider.tool_choice = own.tool_choice;
     }
     let mut out: Vec<Fallback> = Vec::new();
     for (fallback, loc, key) in fallbacks {

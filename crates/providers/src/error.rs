@@ -11,11 +11,13 @@ pub enum ProviderError {
     #[error("unknown model provider `{name}`; known providers: {known}")]
     UnknownProvider { name: String, known: String },
 
-    /// A provider rein will support but does not yet.
-    #[error(
-        "model provider `{name}` is not supported yet; use one of {known}, or `openai-compatible` with a gateway that speaks the OpenAI Chat Completions API"
-    )]
-    NotSupportedYet { name: String, known: String },
+    /// A provider behind a cargo feature this binary was built without.
+    #[error("model provider `{name}` is not built into this rein; build it with `--features {feature}`")]
+    NotBuiltIn { name: String, feature: &'static str },
+
+    /// The embedded local model could not be found or loaded.
+    #[error("{0}")]
+    Local(String),
 
     /// The environment variable that should hold the API key is unset or empty.
     #[error(

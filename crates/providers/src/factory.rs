@@ -16,11 +16,11 @@ use std::time::Duration;
 
 /// The provider names [`build_model`] accepts.
 pub const KNOWN_PROVIDERS: &[&str] =
-    &["openai", "openrouter", "ollama", "vllm", "llamacpp", "openai-compatible", "anthropic", "gemini"];
+    &["openai", "openrouter", "ollama", "vllm", "llamacpp", "openai-compatible", "anthropic", "gemini", "local"];
 
-/// Providers that are planned but not built yet, so they get a clearer error
-/// than a typo does.
-const PLANNED_PROVIDERS: &[&str] = &["local"];
+/// How long a local generation may take when the agent does not say: a CPU
+/// is slower than a hosted API, and a larger GGUF slower still.
+const LOCAL_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Where a provider's key comes from when the declaration does not say.
 enum KeyPolicy {
@@ -50,6 +50,27 @@ fn defaults(provider: &str) -> Option<Defaults> {
         _ => return None,
     };
     Some(Defaults { base_url, key })
+}
+
+/// The embedded model, loaded in this process (or shared with another agent
+/// that loaded the same file with the same settings). Its endpoint is the
+/// file, so agents sharing it share one breaker and one set of limits.
+#[cfg(feature = "local")]
+fn build_local(model: &ModelRef, decl: &ProviderDecl) -> Result<(Arc<dyn Model>, String, Duration), ProviderError> {
+    let config = rein_local::LocalConfig {
+        threads: decl.threads,
+        context_length: decl.context_length,
+        tool_choice: decl.tool_choice,
+    };
+    let local = rein_local::LocalModel::open(&model.name, config).map_err(|e| ProviderError::Local(e.to_string()))?;
+    let endpoint = format!("local://{}", local.path().display());
+    Ok((Arc::new(local), endpoint, decl.timeout_ms.map_or(LOCAL_TIMEOUT, Duration::from_millis)))
+}
+
+#[cfg(not(feature = "local"))]
+fn build_local(model: &ModelRef, _: &ProviderDecl) -> Result<(Arc<dyn Model>, String, Duration), ProviderError> {
+    let _ = LOCAL_TIMEOUT;
+    Err(ProviderError::NotBuiltIn { name: model.provider.clone(), feature: "local" })
 }
 
 /// Builds the model `model` names, configured by `decl`, reading the API key
@@ -129,13 +150,11 @@ fn build_bare(
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<(Arc<dyn Model>, String, Duration), ProviderError> {
     let provider = model.provider.as_str();
-    let known = || KNOWN_PROVIDERS.join(", ");
+    if provider == "local" {
+        return build_local(model, decl);
+    }
     let Some(defaults) = defaults(provider) else {
-        return Err(if PLANNED_PROVIDERS.contains(&provider) {
-            ProviderError::NotSupportedYet { name: provider.to_owned(), known: known() }
-        } else {
-            ProviderError::UnknownProvider { name: provider.to_owned(), known: known() }
-        });
+        return Err(ProviderError::UnknownProvider { name: provider.to_owned(), known: KNOWN_PROVIDERS.join(", ") });
     };
 
     let base_url = match (&decl.base_url, defaults.base_url) {

@@ -55,10 +55,22 @@ fn unknown_and_planned_providers_are_explained() {
     for known in ["openai", "openrouter", "ollama", "vllm", "llamacpp", "openai-compatible", "anthropic", "gemini"] {
         assert!(text.contains(known), "{text} lacks {known}");
     }
+}
 
+#[cfg(not(feature = "local"))]
+#[test]
+fn the_local_provider_needs_its_feature() {
     let error = build_err(build_model(&model("local:m"), &ProviderDecl::default(), None));
-    assert!(matches!(error, ProviderError::NotSupportedYet { .. }), "{error}");
-    assert!(error.to_string().contains("not supported yet"), "{error}");
+    assert!(matches!(error, ProviderError::NotBuiltIn { .. }), "{error}");
+    assert!(error.to_string().contains("--features local"), "{error}");
+}
+
+#[cfg(feature = "local")]
+#[test]
+fn a_missing_local_model_says_where_it_looked() {
+    let error = build_err(build_model(&model("local:./no/such/model.gguf"), &ProviderDecl::default(), None));
+    assert!(matches!(error, ProviderError::Local(_)), "{error}");
+    assert!(error.to_string().contains("./no/such/model.gguf"), "{error}");
 }
 
 #[test]

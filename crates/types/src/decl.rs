@@ -141,6 +141,46 @@ pub struct ProviderDecl {
     /// endpoint, shared by every run in the process.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tokens_per_minute: Option<u32>,
+    /// The embedded `local` provider: decoding threads (default: every core
+    /// this process may use).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<u32>,
+    /// The embedded `local` provider: context window in tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_length: Option<u32>,
+    /// The embedded `local` provider: whether a turn may answer or must
+    /// call a tool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_choice: Option<ToolChoice>,
+}
+
+/// Whether a model turn with tools may answer or must call one. Sampling
+/// constrained by a grammar (the embedded model) can enforce it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolChoice {
+    /// An answer or a call, as the model chooses.
+    #[default]
+    Auto,
+    /// Always a call: the run ends through `stop.after_tools` or a handoff.
+    Required,
+    /// "Look it up, then answer": a call while the conversation holds no
+    /// tool result, an answer once it does. For small models, which would
+    /// otherwise answer from memory, or call the same tool again and again.
+    First,
+}
+
+impl ToolChoice {
+    pub const NAMES: &[&str] = &["auto", "required", "first"];
+
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "auto" => Some(ToolChoice::Auto),
+            "required" => Some(ToolChoice::Required),
+            "first" => Some(ToolChoice::First),
+            _ => None,
+        }
+    }
 }
 
 /// A webhook that starts the agent: `POST /v1/hooks/{name}` with a JSON body

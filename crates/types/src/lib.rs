@@ -32,7 +32,7 @@ pub use control::{
 };
 pub use decl::{
     BodyMapping, HttpToolDecl, McpServerDecl, McpToolPolicy, McpTransport, ProviderDecl, RetryPolicy, ScheduleDecl,
-    SqlMode, SqlToolDecl, ToolImpl, WebhookDecl,
+    SqlMode, SqlToolDecl, ToolChoice, ToolImpl, WebhookDecl,
 };
 pub use event::{Event, EventKind, JOURNAL_FORMAT_VERSION, LimitKind, Reconciliation, RejectReason};
 pub use ids::{AgentVersion, IdempotencyKey, RunId, TenantId, TenantIdError, ToolCallId, ToolName, ToolNameError};
