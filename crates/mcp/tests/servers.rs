@@ -28,7 +28,7 @@ fn everything(modules: &std::path::Path) -> McpServerDecl {
 
 fn context() -> ToolContext {
     let run_id = RunId::new();
-    ToolContext { run_id, step: 1, call_id: "c1".into(), idempotency_key: IdempotencyKey::for_call(run_id, 1, 0) }
+    ToolContext::new(run_id, 1, "c1", IdempotencyKey::for_call(run_id, 1, 0))
 }
 
 async fn call(set: &McpToolset, name: &str, args: Value) -> ToolOutcome {

@@ -55,6 +55,7 @@ pub use operate::{OperateError, Operator, WaitingApproval, now_ms, outcome_json,
 pub use rein_core::fold::outcome_of;
 pub use rein_core::{
     AgentPlan, AuditEntry, CallRecord, ResumeAction, ResumeError, RunRecord, StepRecord, audit_entries, pending_actions,
+    report_line,
 };
 pub use rein_runtime::{
     Agent, AgentBuilder, ApprovalDecision, ApprovalRequest, Approver, CancellationToken, Durability, Hooks, NoApprover,
