@@ -153,3 +153,93 @@ async fn progress_an_mcp_server_reports_during_a_call_is_journaled_before_the_re
     assert_eq!(record.steps[0].calls[0].reports.len(), 3);
     assert_eq!(rein::report_line(&record.steps[0].calls[0].reports[2]), "progress 3/3");
 }
+
+/// Queued runs of an agent with MCP servers, driven by a worker: each run
+/// gets the servers' tools, and the servers are started once for the
+/// agent's version, not once per run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_starts_an_agent_versions_mcp_servers_once_for_all_its_runs() {
+    use rein::worker::{Worker, WorkerConfig};
+    use rein::{Operator, QueuedRun, RunId, Store, TenantId};
+
+    let Some(modules) = node_modules() else { return };
+    // Echo what the user said, then answer with the tool's result.
+    let model = MockOpenAi::start(|body| {
+        let messages = body["messages"].as_array().cloned().unwrap_or_default();
+        let said = messages.iter().find(|m| m["role"] == "user").and_then(|m| m["content"].as_str()).unwrap_or("");
+        MockReply::ok(match messages.iter().find(|m| m["role"] == "tool") {
+            None => completion_tool_calls(&[("ev_echo", json!({ "message": said }))]),
+            Some(result) => completion_text(&format!("Done: {}", result["content"].as_str().unwrap_or_default())),
+        })
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let starts = dir.path().join("starts");
+    let path = dir.path().join("agent.toml");
+    // The server is started through a shell that counts its starts.
+    let command =
+        format!("echo started >> '{}'; exec node '{}' stdio", starts.display(), script(&modules, "server-everything"));
+    let toml = agent_toml(&model.base_url, "UNUSED", "")
+        .replace(r#"command = "node""#, r#"command = "sh""#)
+        .replace(r#"args = ["UNUSED", "stdio"]"#, &format!("args = [\"-c\", {}]", toml_string(&command)));
+    std::fs::write(&path, toml).unwrap();
+    let (definition, _) = rein::load_definition(&path, &Overrides::default()).unwrap();
+
+    let store: Arc<dyn Store> = Arc::new(rein::store::SqliteJournal::open(dir.path().join("rein.db")).unwrap());
+    let operator = Arc::new(Operator::new(store.clone(), reqwest::Client::new()));
+    operator.register(&TenantId::default(), &definition).await.unwrap();
+    let runs: Vec<RunId> = (0..3).map(|_| RunId::new()).collect();
+    for (n, run) in runs.iter().enumerate() {
+        let queued = QueuedRun {
+            run_id: *run,
+            tenant: TenantId::default(),
+            agent: definition.spec.name.clone(),
+            agent_version: definition.spec.version(),
+            input: format!("message {n}"),
+            enqueued_at_ms: rein::now_ms(),
+        };
+        store.enqueue(&queued).await.unwrap();
+    }
+    let config = WorkerConfig {
+        concurrency: 2,
+        lease_ttl: std::time::Duration::from_secs(10),
+        drain_timeout: std::time::Duration::from_secs(10),
+    };
+    let watched = store.clone();
+    let all_done = {
+        let runs = runs.clone();
+        async move {
+            loop {
+                let mut done = 0;
+                for run in &runs {
+                    if watched.summary(*run).await.unwrap().is_some_and(|s| s.status.is_terminal()) {
+                        done += 1;
+                    }
+                }
+                if done == runs.len() {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let worker = Worker::new(operator.clone(), operator.runtime(), config);
+    let report = tokio::time::timeout(std::time::Duration::from_secs(60), worker.run(all_done)).await.unwrap();
+    assert_eq!(report.completed, 3, "{report:?}");
+
+    for (n, run) in runs.iter().enumerate() {
+        let events = store.events(*run).await.unwrap();
+        let record = RunRecord::from_events(&events).unwrap();
+        assert_eq!(record.status, RunStatus::Succeeded, "{record:?}");
+        let output = record.finished.as_ref().unwrap().output.clone().unwrap_or_default();
+        assert!(output.starts_with("Done:") && output.contains(&format!("Echo: message {n}")), "{output}");
+    }
+    let started = std::fs::read_to_string(&starts).unwrap();
+    assert_eq!(started.lines().count(), 1, "the server was started {} times", started.lines().count());
+}
+
+/// `text` as a TOML basic string.
+fn toml_string(text: &str) -> String {
+    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+}
