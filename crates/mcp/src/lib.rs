@@ -14,6 +14,9 @@
 //! the server says it changed; an agent keeps the tools it was built with,
 //! and a call to one the server no longer offers is an error observation.
 //!
+//! The other way round, [`serve_stdio`] and [`serve_http`] make rein an MCP
+//! server: each agent an [`AgentHost`] offers becomes a tool.
+//!
 //! The rmcp SDK stays behind this crate: nothing of its API crosses it, so
 //! the rest of the workspace neither compiles it nor follows its changes.
 //!
@@ -23,10 +26,12 @@
 mod content;
 mod error;
 mod inbox;
+mod serve;
 mod server;
 mod tool;
 
 pub use error::McpError;
+pub use serve::{AgentHost, HostError, HostedAgent, HostedRun, HttpOptions, serve_http, serve_stdio};
 pub use server::{McpServer, ServerTool};
 pub use tool::{McpTool, McpToolset, discover};
 
