@@ -5,8 +5,8 @@ use crate::error::{McpError, human};
 use crate::inbox::{Inbox, Tapped, listening_meta};
 use rein_types::{McpServerDecl, McpTransport, ToolReporter};
 use rmcp::model::{
-    CallToolRequest, CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, ClientRequest,
-    Implementation, ServerResult,
+    CallToolRequest, CallToolRequestParams, CallToolResult, CancelledNotificationParam, ClientCapabilities,
+    ClientConfig, ClientRequest, Implementation, RequestId, ServerResult,
 };
 use rmcp::service::{PeerRequestOptions, RunningService};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
@@ -233,6 +233,9 @@ impl McpServer {
             .send_cancellable_request(request, PeerRequestOptions::no_options())
             .await
             .map_err(|e| self.service_error(e))?;
+        // Should this future be dropped before the answer (the run's own
+        // time-out, a cancellation), the server is told to stop.
+        let mut abandoned = Abandoned { peer: peer.clone(), id: Some(handle.id.clone()) };
         // The SDK put a progress token of its own in the request: the
         // server's progress notifications carry it.
         let registration = listening.then(|| self.inbox.register(handle.progress_token.clone(), reporter.clone()));
@@ -241,10 +244,12 @@ impl McpServer {
             Ok(Err(_)) => Err(self.service_error(ServiceError::TransportClosed)),
             Err(_) => {
                 // Tell the server to stop; a late answer is discarded.
+                abandoned.id = None;
                 let _ = handle.cancel(Some("the client's time-out passed".into())).await;
                 Err(self.timed_out())
             }
         };
+        abandoned.id = None;
         drop(registration);
         match answer? {
             ServerResult::CallToolResult(result) => Ok(result),
@@ -415,6 +420,26 @@ impl McpServer {
                 McpError::ConnectionLost { server, detail: error.to_string() }
             }
             other => McpError::Protocol { server, message: other.to_string() },
+        }
+    }
+}
+
+/// A call in flight; dropped armed, it sends the server a cancellation
+/// for the request (what the SDK's own `call_tool` does when dropped).
+struct Abandoned {
+    peer: Peer<RoleClient>,
+    id: Option<RequestId>,
+}
+
+impl Drop for Abandoned {
+    fn drop(&mut self) {
+        let Some(id) = self.id.take() else { return };
+        let peer = self.peer.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let reason = Some("the caller gave up on the call".to_owned());
+                let _ = peer.notify_cancelled(CancelledNotificationParam::new(Some(id), reason)).await;
+            });
         }
     }
 }

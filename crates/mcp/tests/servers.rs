@@ -340,7 +340,7 @@ async fn a_tool_the_server_withdraws_is_an_error_observation() {
     let set = discover(decl, reqwest::Client::new()).await.unwrap();
     let mut names: Vec<&str> = set.tools.iter().map(|t| t.spec().name.as_str()).collect();
     names.sort();
-    assert_eq!(names, ["doomed", "retire"]);
+    assert_eq!(names, ["doomed", "hang", "retire"]);
     assert_eq!(call(&set, "doomed", json!({})).await, ToolOutcome::ok(json!("still here")));
 
     // `retire` removes `doomed`; the server announces the change, and the
@@ -350,9 +350,9 @@ async fn a_tool_the_server_withdraws_is_an_error_observation() {
     assert!(message.contains("no longer offers the tool `doomed`"), "{message}");
     assert!(!retryable);
     let offered: Vec<String> = set.server.offered().unwrap().into_iter().map(|t| t.name).collect();
-    assert_eq!(offered, ["retire"]);
+    assert_eq!(offered, ["retire", "hang"]);
     // The agent's tool set is what it was built with.
-    assert_eq!(set.tools.len(), 2);
+    assert_eq!(set.tools.len(), 3);
     set.server.shutdown().await;
 }
 
@@ -385,5 +385,25 @@ async fn a_restarted_server_is_asked_for_its_tools_again() {
     assert!(!retryable);
     let offered: Vec<String> = set.server.offered().unwrap().into_iter().map(|t| t.name).collect();
     assert!(offered.contains(&"read_text_file".to_string()) && !offered.contains(&"echo".to_string()), "{offered:?}");
+    set.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_call_given_up_on_is_cancelled_at_the_server() {
+    let Some(modules) = node_modules() else { return };
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/changing-tools.cjs");
+    let set = discover(
+        stdio("changing", "node", vec![fixture.into(), modules.display().to_string()]),
+        reqwest::Client::new(),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let note = dir.path().join("note");
+    // The run's own time-out drops the call, as the runtime does.
+    let call = call(&set, "hang", json!({"path": note.display().to_string()}));
+    assert!(tokio::time::timeout(Duration::from_millis(500), call).await.is_err());
+    wait_until("the server hears of the cancellation", async || note.is_file()).await;
+    assert_eq!(std::fs::read_to_string(&note).unwrap(), "cancelled");
     set.server.shutdown().await;
 }
