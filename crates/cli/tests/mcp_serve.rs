@@ -113,6 +113,10 @@ fn check_answer(report: &Value, call: &Value) {
     let run_id = call["structured"]["run_id"].as_str().unwrap();
     let text = call["text"].as_str().unwrap();
     assert!(text.starts_with("Paris is the capital of France.") && text.contains(run_id), "{text}");
+    // The run's progress reached the client before the answer.
+    let progress: Vec<&str> =
+        call["progress"].as_array().unwrap().iter().map(|p| p["message"].as_str().unwrap()).collect();
+    assert_eq!(progress, [format!("run {run_id} started").as_str(), "step 1: asking the model"], "{call}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -148,6 +152,8 @@ async fn agents_are_mcp_tools_for_the_python_sdk_over_stdio() {
     let approval_id = pending["id"].as_str().unwrap();
     let text = waiting["text"].as_str().unwrap();
     assert!(text.contains("approval of `send_email`") && text.contains(approval_id), "{text}");
+    let progress = waiting["progress"].as_array().unwrap();
+    assert_eq!(progress.last().unwrap()["message"], "send_email needs approval", "{waiting}");
 
     // Bad arguments are a tool error the model can correct; an unknown
     // agent is a protocol error.

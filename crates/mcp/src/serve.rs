@@ -7,9 +7,10 @@
 //! way to start a run, with no rules of its own.
 
 use async_trait::async_trait;
+use rein_types::{ToolReport, ToolReporter};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation, ListToolsResult,
-    PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+    PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities, ServerConfig, Tool,
 };
 use rmcp::service::RequestContext;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
@@ -60,8 +61,16 @@ pub trait AgentHost: Send + Sync + 'static {
     /// Runs `agent` on `input` to its end or its first wait for a person
     /// (which it must not wait out: the answer says what the run waits
     /// for). `cancel` fires when the client cancels the request or goes
-    /// away.
-    async fn run(&self, agent: &str, input: String, cancel: CancellationToken) -> Result<HostedRun, HostError>;
+    /// away. What the run does meanwhile may be told to `progress` (as
+    /// [`ToolReport::Progress`], with a growing `progress`): the client
+    /// gets it as progress notifications when it asked for them.
+    async fn run(
+        &self,
+        agent: &str,
+        input: String,
+        cancel: CancellationToken,
+        progress: ToolReporter,
+    ) -> Result<HostedRun, HostError>;
 }
 
 /// The input schema every agent tool has.
@@ -173,7 +182,41 @@ impl ServerHandler for AgentServer {
         if let Some(other) = arguments.keys().find(|k| *k != "input") {
             return Ok(refused(format!("unknown argument `{other}`: the only argument is `input`")).into());
         }
-        match self.host.run(&request.name, input, context.ct.clone()).await {
+        // Progress goes to the client as the run makes it, and all of it
+        // before the answer.
+        let (sender, mut reports) = tokio::sync::mpsc::unbounded_channel::<ToolReport>();
+        let token = context.meta.get_progress_token();
+        let progress = match &token {
+            Some(_) => ToolReporter::new(move |report| {
+                let _ = sender.send(report);
+            }),
+            None => ToolReporter::default(),
+        };
+        let forward = async |report: ToolReport| {
+            let (Some(token), ToolReport::Progress { progress, total, message }) = (&token, report) else { return };
+            let mut params = ProgressNotificationParam::new(token.clone(), progress);
+            if let Some(total) = total {
+                params = params.with_total(total);
+            }
+            if let Some(message) = message {
+                params = params.with_message(message);
+            }
+            if let Err(error) = context.peer.notify_progress(params).await {
+                tracing::debug!(%error, "cannot send a progress notification");
+            }
+        };
+        let run = self.host.run(&request.name, input, context.ct.clone(), progress);
+        tokio::pin!(run);
+        let ran = loop {
+            tokio::select! {
+                ran = &mut run => break ran,
+                Some(report) = reports.recv() => forward(report).await,
+            }
+        };
+        while let Ok(report) = reports.try_recv() {
+            forward(report).await;
+        }
+        match ran {
             Ok(run) => {
                 let mut result = if run.is_error {
                     CallToolResult::error(vec![ContentBlock::text(run.text)])

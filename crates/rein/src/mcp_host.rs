@@ -11,10 +11,14 @@
 use crate::load::AgentDefinition;
 use crate::operate::{OperateError, Operator, outcome_json};
 use async_trait::async_trait;
+use rein_core::report_line;
 use rein_mcp::{AgentHost, HostError, HostedAgent, HostedRun};
-use rein_runtime::{Agent, CancellationToken, Runtime};
-use rein_types::{AgentVersion, PendingKind, RunId, RunOutcome, RunStatus, TenantId};
+use rein_runtime::{Agent, CancellationToken, Hooks, RunInfo, Runtime};
+use rein_types::{
+    AgentVersion, Event, EventKind, PendingKind, RunId, RunOutcome, RunStatus, TenantId, ToolReport, ToolReporter,
+};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Which agents a host serves.
 pub struct McpHost {
@@ -118,14 +122,48 @@ impl AgentHost for McpHost {
         Ok(agents)
     }
 
-    async fn run(&self, name: &str, input: String, cancel: CancellationToken) -> Result<HostedRun, HostError> {
+    async fn run(
+        &self,
+        name: &str,
+        input: String,
+        cancel: CancellationToken,
+        progress: ToolReporter,
+    ) -> Result<HostedRun, HostError> {
         let (agent, tenant) = self.resolve(name).await?;
+        let runtime = match progress.is_listening() {
+            true => self.runtime.clone().with_hooks(Arc::new(Progress { reporter: progress, told: AtomicU64::new(0) })),
+            false => self.runtime.clone(),
+        };
         let outcome = self
             .operator
-            .start_for(&tenant, &self.runtime, &agent, input, RunId::new(), Some(cancel))
+            .start_for(&tenant, &runtime, &agent, input, RunId::new(), Some(cancel))
             .await
             .map_err(failed)?;
         Ok(hosted(&outcome))
+    }
+}
+
+/// Tells an MCP client what its run is doing, one line per step, tool call
+/// and report.
+struct Progress {
+    reporter: ToolReporter,
+    told: AtomicU64,
+}
+
+impl Hooks for Progress {
+    fn on_event(&self, _run: RunInfo<'_>, event: &Event) {
+        let message = match &event.kind {
+            EventKind::RunStarted { .. } => format!("run {} started", event.run_id),
+            EventKind::ModelRequested { step, .. } => format!("step {step}: asking the model"),
+            EventKind::ToolCallRequested { tool, .. } => format!("calling {tool}"),
+            EventKind::ToolCallReported { tool, report, .. } => format!("{tool}: {}", report_line(report)),
+            EventKind::ToolCallExecuted { tool, outcome, .. } if outcome.is_ok() => format!("{tool} done"),
+            EventKind::ToolCallExecuted { tool, .. } => format!("{tool} failed"),
+            EventKind::ApprovalRequested { tool, .. } => format!("{tool} needs approval"),
+            _ => return,
+        };
+        let told = self.told.fetch_add(1, Ordering::Relaxed) + 1;
+        self.reporter.report(ToolReport::Progress { progress: told as f64, total: None, message: Some(message) });
     }
 }
 

@@ -5,9 +5,10 @@ PyPI, which scripts/test.sh installs into .ci/py) driving `rein mcp serve`.
     client.py --http URL --calls CALLS [--mode auto|legacy]
 
 COMMAND is the server's command line as a JSON list; CALLS a JSON list of
-[tool, arguments]. Prints one JSON object: the
-negotiated protocol version, the tools listed, and each call's result
-(is_error, text, structured content) or the protocol error it raised.
+[tool, arguments]. Prints one JSON object: the negotiated protocol version,
+the tools listed, and each call's result (is_error, text, structured
+content, the progress notifications received during it) or the protocol
+error it raised.
 """
 
 import argparse
@@ -51,8 +52,13 @@ async def main() -> None:
             for tool in listed.tools
         ]
         for name, arguments in json.loads(args.calls):
+            progress = []
+
+            async def on_progress(value: float, total: float | None, message: str | None) -> None:
+                progress.append({"progress": value, "message": message})
+
             try:
-                result = await client.call_tool(name, arguments)
+                result = await client.call_tool(name, arguments, progress_callback=on_progress)
             except MCPError as error:
                 report["calls"].append({"protocol_error": str(error)})
                 continue
@@ -61,6 +67,7 @@ async def main() -> None:
                     "is_error": result.is_error,
                     "text": "\n".join(block.text for block in result.content if block.type == "text"),
                     "structured": result.structured_content,
+                    "progress": progress,
                 }
             )
     json.dump(report, sys.stdout)
