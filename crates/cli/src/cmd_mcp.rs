@@ -2,16 +2,48 @@
 //! as the model would see them (name with prefix, description, input
 //! schema) with the tier and approval the agent file gives each. Starts the
 //! servers, asks them, and stops them; never touches the store.
+//!
+//! `rein mcp serve [AGENT.toml...] [--http [ADDR]]`: rein as an MCP server.
+//! Each agent (the files given, else the agents deployed in the store) is a
+//! tool that runs it through the store like `rein run` (see
+//! `rein::McpHost`), on stdio or Streamable HTTP.
 
 use crate::EXIT_USAGE;
+use crate::session::open_store;
+use anyhow::Context;
 use clap::{Args, Subcommand};
-use rein::{RiskTier, ToolSpec};
-use std::path::PathBuf;
+use rein::{McpHost, Operator, Overrides, RiskTier, TenantId, ToolSpec};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 #[derive(Subcommand)]
 pub enum McpCommand {
     /// List the tools the agent would get from its `[[mcp_servers]]`.
     Tools(ToolsArgs),
+    /// Serve agents as MCP tools (stdio, or Streamable HTTP with --http).
+    Serve(ServeArgs),
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Agent files to serve, each a tool named after its agent. Without
+    /// any, the agents deployed in the store are served.
+    agents: Vec<PathBuf>,
+    /// Serve the agents deployed in the store too (the default when no
+    /// file is given).
+    #[arg(long)]
+    deployed: bool,
+    /// Serve Streamable HTTP at http://ADDR/mcp instead of stdio.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:8765")]
+    http: Option<SocketAddr>,
+    /// Let --http listen on an address that is not loopback. The endpoint
+    /// has no authentication of its own: put one in front of it.
+    #[arg(long)]
+    allow_remote: bool,
+    /// The tenant whose runs the agent files' runs are.
+    #[arg(long, default_value = TenantId::DEFAULT)]
+    tenant: String,
 }
 
 #[derive(Args)]
@@ -23,10 +55,72 @@ pub struct ToolsArgs {
     json: bool,
 }
 
-pub async fn run(command: McpCommand) -> anyhow::Result<u8> {
+pub async fn run(command: McpCommand, db: &Path) -> anyhow::Result<u8> {
     match command {
         McpCommand::Tools(args) => tools(args).await,
+        McpCommand::Serve(args) => serve(args, db).await,
     }
+}
+
+async fn serve(args: ServeArgs, db: &Path) -> anyhow::Result<u8> {
+    if let Some(addr) = args.http
+        && !addr.ip().is_loopback()
+        && !args.allow_remote
+    {
+        eprintln!(
+            "error: --http {addr} is not loopback, and the MCP endpoint has no authentication; \
+             add --allow-remote if something in front of it authenticates"
+        );
+        return Ok(EXIT_USAGE);
+    }
+    let tenant = match TenantId::parse(&args.tenant) {
+        Ok(tenant) => tenant,
+        Err(error) => {
+            eprintln!("error: --tenant: {error}");
+            return Ok(EXIT_USAGE);
+        }
+    };
+    let store = open_store(db).await?;
+    let client = rein::providers::default_client().context("could not build the HTTP client")?;
+    let operator = Arc::new(Operator::new(store, client));
+    // No approver: a call that needs approval pauses its run, and the
+    // client gets the run id instead of a wait.
+    let mut host = McpHost::new(operator.clone(), operator.runtime());
+    for path in &args.agents {
+        let (definition, warnings) = match rein::load_definition(path, &Overrides::default()) {
+            Ok(loaded) => loaded,
+            Err(error) => {
+                eprintln!("{error}");
+                return Ok(EXIT_USAGE);
+            }
+        };
+        for warning in warnings {
+            eprintln!("{warning}");
+        }
+        if let Err(error) = host.add(&tenant, &definition).await {
+            eprintln!("error: {}: {error}", path.display());
+            return Ok(EXIT_USAGE);
+        }
+        eprintln!("rein mcp serve: agent {} from {}", definition.spec.name, path.display());
+    }
+    if args.deployed || args.agents.is_empty() {
+        host = host.with_deployed();
+        eprintln!("rein mcp serve: and the agents deployed in the store");
+    }
+    let host: Arc<dyn rein::mcp::AgentHost> = Arc::new(host);
+    match args.http {
+        None => rein::mcp::serve_stdio(host).await.context("MCP session on stdio")?,
+        Some(addr) => {
+            let listener =
+                tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+            eprintln!("rein mcp serve: listening on http://{}/mcp", listener.local_addr()?);
+            let options = rein::mcp::HttpOptions { any_host: args.allow_remote && !addr.ip().is_loopback() };
+            rein::mcp::serve_http(listener, host, options, crate::cmd_serve::shutdown()).await?;
+        }
+    }
+    // Runs cut off by the end of the session stay in the journal; `rein
+    // runs resume --all` takes them up.
+    Ok(0)
 }
 
 async fn tools(args: ToolsArgs) -> anyhow::Result<u8> {

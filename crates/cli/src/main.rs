@@ -87,7 +87,8 @@ enum Command {
     /// Delete old webhook deliveries, schedule ticks, cancel requests and
     /// queue rows that nothing needs any more (journals stay).
     Prune(cmd_prune::PruneArgs),
-    /// The agent's MCP servers: what tools they offer it.
+    /// MCP: the tools an agent's MCP servers offer it; agents served as
+    /// MCP tools.
     Mcp {
         #[command(subcommand)]
         command: cmd_mcp::McpCommand,
@@ -132,7 +133,7 @@ fn main() -> ExitCode {
             Command::Schedules(args) => cmd_schedules::run(args),
             Command::Validate(args) => cmd_validate::run(args),
             Command::Prune(args) => cmd_prune::run(args, &db).await,
-            Command::Mcp { command } => cmd_mcp::run(command).await,
+            Command::Mcp { command } => cmd_mcp::run(command, &db).await,
         }
     });
     // A terminal read for an approval may still be blocked on stdin after a

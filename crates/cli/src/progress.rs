@@ -71,6 +71,9 @@ impl Hooks for Progress {
             EventKind::ToolCallRequested { tool, arguments, .. } => {
                 eprintln!("  → {tool} {}", preview(&arguments.to_string(), 100));
             }
+            EventKind::ToolCallReported { tool, report, .. } => {
+                eprintln!("  · {tool}: {}", preview(&rein::report_line(report), 120));
+            }
             EventKind::ToolCallExecuted { tool, outcome, latency_ms, .. } => match outcome {
                 ToolOutcome::Ok { .. } => eprintln!("  ✓ {tool} ({latency_ms} ms)"),
                 ToolOutcome::Error { message, .. } => {

@@ -169,6 +169,9 @@ pub fn run_tree(run_id: RunId, record: &RunRecord) {
         }
         for call in &step.calls {
             println!("│  ├─ {}", call_line(call));
+            for report in &call.reports {
+                println!("│  │    · {}", cut(&rein::report_line(report), 160));
+            }
         }
         if let Some(text) = &step.text {
             println!("│  └─ said: {}", cut(text, 200));

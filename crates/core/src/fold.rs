@@ -3,7 +3,7 @@
 
 use rein_types::{
     AgentVersion, Event, EventKind, PendingAction, PendingKind, RejectReason, RiskTier, RunId, RunOutcome, RunStatus,
-    ToolOutcome, Usage,
+    ToolOutcome, ToolReport, Usage,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -31,6 +31,9 @@ pub struct CallRecord {
     /// said.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reconciliation: Option<String>,
+    /// What the tool reported while it ran (progress, log messages).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reports: Vec<ToolReport>,
     pub latency_ms: u64,
 }
 
@@ -81,6 +84,32 @@ pub struct FinishedRecord {
     pub output: Option<String>,
     pub unbacked_claims: Vec<String>,
     pub duration_ms: u64,
+}
+
+/// One line for people: `progress 2/5: copying`, `log warning (db): disk full`.
+pub fn report_line(report: &ToolReport) -> String {
+    match report {
+        ToolReport::Progress { progress, total, message } => {
+            let amount = match total {
+                Some(total) => format!("{progress}/{total}"),
+                None => progress.to_string(),
+            };
+            match message {
+                Some(message) => format!("progress {amount}: {message}"),
+                None => format!("progress {amount}"),
+            }
+        }
+        ToolReport::Log { level, logger, data } => {
+            let text = match data {
+                Value::String(text) => text.clone(),
+                other => other.to_string(),
+            };
+            match logger {
+                Some(logger) => format!("log {} ({logger}): {text}", level.as_str()),
+                None => format!("log {}: {text}", level.as_str()),
+            }
+        }
+    }
 }
 
 impl RunRecord {
@@ -150,6 +179,7 @@ impl RunRecord {
             approved_by: None,
             approval: None,
             reconciliation: None,
+            reports: Vec::new(),
             latency_ms: 0,
         });
         let last = step.calls.len() - 1;
@@ -221,6 +251,9 @@ impl RunRecord {
             EventKind::RunResumed { by, paused_ms } => {
                 self.status = RunStatus::Running;
                 self.lifecycle.push(format!("resumed by {by} after {paused_ms} ms"));
+            }
+            EventKind::ToolCallReported { step, call_id, tool, report } => {
+                self.call_mut(*step, call_id, tool).reports.push(report.clone());
             }
             EventKind::ToolCallExecuted { step, call_id, tool, outcome, latency_ms } => {
                 let call = self.call_mut(*step, call_id, tool);

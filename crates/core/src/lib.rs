@@ -22,8 +22,8 @@ pub mod machine;
 mod policy;
 
 pub use catalog::{AgentPlan, CatalogError, HANDOFF_TOOL, ToolCatalog};
-pub use fold::{AuditEntry, CallRecord, RunRecord, StepRecord, audit_entries, pending_actions};
+pub use fold::{AuditEntry, CallRecord, RunRecord, StepRecord, audit_entries, pending_actions, report_line};
 pub use machine::{
-    ApprovalDecision, ApprovalRequest, Effect, ResumeAction, ResumeError, RunMachine, ToolInvocation, ToolResult,
-    Transition,
+    ApprovalDecision, ApprovalRequest, Effect, MAX_REPORTS_PER_CALL, ResumeAction, ResumeError, RunMachine,
+    ToolInvocation, ToolResult, Transition,
 };

@@ -13,11 +13,19 @@ use crate::policy::{self, BudgetCheck};
 use rein_types::{
     Event, EventKind, FinishReason, IdempotencyKey, JOURNAL_FORMAT_VERSION, LimitKind, Message, ModelError, ModelPrice,
     ModelRequest, ModelResponse, PartialResult, Phase, RejectReason, RiskTier, RunId, RunOutcome, RunStatus, TenantId,
-    ToolCall, ToolCallId, ToolOutcome, Usage,
+    ToolCall, ToolCallId, ToolOutcome, ToolReport, Usage,
 };
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+
+/// Reports journaled per call at most: a tool that reports in a tight loop
+/// must not flood the journal. The last one journaled says the rest were
+/// dropped.
+pub const MAX_REPORTS_PER_CALL: u32 = 64;
+/// Longest text a report keeps (a progress message, a log message's data
+/// as JSON), in bytes.
+const MAX_REPORT_BYTES: usize = 2_000;
 
 /// What the driver must do next, after writing the transition's events.
 #[derive(Debug)]
@@ -244,6 +252,8 @@ pub struct RunMachine {
     seen_observations: HashSet<u64>,
     step_added_information: bool,
     step_open_calls: usize,
+    /// Reports journaled per call of the current step.
+    reports_per_call: HashMap<String, u32>,
     no_progress_steps: u32,
     consecutive_invalid: u32,
     consecutive_tool_errors: u32,
@@ -330,6 +340,7 @@ impl RunMachine {
             seen_observations: HashSet::new(),
             step_added_information: false,
             step_open_calls: 0,
+            reports_per_call: HashMap::new(),
             no_progress_steps: 0,
             consecutive_invalid: 0,
             consecutive_tool_errors: 0,
@@ -518,6 +529,34 @@ impl RunMachine {
         let reason = format!("model_error:{}", error.kind.as_str());
         let effect = self.finish(&mut events, now_ms, RunStatus::Failed, reason, explanation, None);
         Transition { events, effect }
+    }
+
+    /// A call of the last `ExecuteTools` effect reported on itself while it
+    /// runs. Returns the event to journal — `None` for a call that is not
+    /// running, or once the call used up [`MAX_REPORTS_PER_CALL`]. Long
+    /// texts are cut. Reports change no state but the count, and the model
+    /// never sees them.
+    pub fn on_tool_report(&mut self, call_id: &str, report: ToolReport, now_ms: u64) -> Option<Event> {
+        let tool = self.pending.iter().find(|p| p.invocation.call_id == call_id)?.invocation.tool.clone();
+        let count = self.reports_per_call.get(call_id).copied().unwrap_or(0);
+        if count >= MAX_REPORTS_PER_CALL {
+            return None;
+        }
+        let report = if count + 1 == MAX_REPORTS_PER_CALL {
+            ToolReport::Log {
+                level: rein_types::LogLevel::Warning,
+                logger: Some("rein".into()),
+                data: Value::String(format!(
+                    "this call reported {MAX_REPORTS_PER_CALL} times; its further reports are not journaled"
+                )),
+            }
+        } else {
+            bounded_report(report)
+        };
+        let mut events = Vec::with_capacity(1);
+        let kind = EventKind::ToolCallReported { step: self.step, call_id: call_id.to_owned(), tool, report };
+        self.emit(&mut events, now_ms, kind);
+        events.pop()
     }
 
     /// The calls of the last `ExecuteTools` effect returned.
@@ -1466,6 +1505,7 @@ impl RunMachine {
                 self.step_added_information = false;
                 self.step_open_calls = 0;
                 self.call_keys.clear();
+                self.reports_per_call.clear();
                 self.awaiting_model = true;
             }
             EventKind::ModelResponded { text, tool_calls, usage, cost_usd, finish_reason, .. } => {
@@ -1493,6 +1533,9 @@ impl RunMachine {
             }
             EventKind::ModelFailed { .. } => self.awaiting_model = false,
             EventKind::ControlNotice { .. } | EventKind::LimitHit { .. } => {}
+            EventKind::ToolCallReported { call_id, .. } => {
+                *self.reports_per_call.entry(call_id.clone()).or_default() += 1;
+            }
             EventKind::ApprovalRequested { call_id, rationale, expires_at_ms, .. } => {
                 if let Some(pending) = self.pending.iter_mut().find(|p| p.invocation.call_id == *call_id) {
                     pending.approval =
@@ -1706,6 +1749,41 @@ impl RunMachine {
 
 /// The JSON inside a Markdown code fence, which models often wrap answers
 /// in; the text itself otherwise.
+/// A report with its texts cut to [`MAX_REPORT_BYTES`]: log data that is
+/// longer as JSON becomes the cut JSON text.
+fn bounded_report(report: ToolReport) -> ToolReport {
+    match report {
+        ToolReport::Progress { progress, total, message } => {
+            ToolReport::Progress { progress, total, message: message.map(|m| cut(&m, MAX_REPORT_BYTES).to_owned()) }
+        }
+        ToolReport::Log { level, logger, data } => {
+            let text = match &data {
+                Value::String(text) => text.clone(),
+                other => other.to_string(),
+            };
+            let data = if text.len() <= MAX_REPORT_BYTES {
+                data
+            } else {
+                Value::String(cut(&text, MAX_REPORT_BYTES).to_owned())
+            };
+            ToolReport::Log { level, logger: logger.map(|l| cut(&l, 200).to_owned()), data }
+        }
+    }
+}
+
+/// The longest prefix of `text` of at most `max` bytes that ends on a
+/// character boundary.
+fn cut(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 fn strip_code_fence(text: &str) -> &str {
     let trimmed = text.trim();
     let Some(rest) = trimmed.strip_prefix("```") else { return trimmed };

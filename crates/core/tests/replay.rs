@@ -1,10 +1,10 @@
 //! A run's state is a fold over its events: replaying a journal through
 //! `apply` rebuilds what the live machine holds, at any point.
 
-use rein_core::{AgentPlan, Effect, RunMachine, ToolResult};
+use rein_core::{AgentPlan, Effect, MAX_REPORTS_PER_CALL, RunMachine, ToolResult};
 use rein_types::{
-    AgentSpec, FinishReason, Limits, ModelRef, ModelResponse, ModelSettings, RiskTier, RunId, StopConditions, TenantId,
-    ToolCall, ToolCallId, ToolName, ToolOutcome, ToolSpec, Usage,
+    AgentSpec, EventKind, FinishReason, Limits, LogLevel, ModelRef, ModelResponse, ModelSettings, RiskTier, RunId,
+    StopConditions, TenantId, ToolCall, ToolCallId, ToolName, ToolOutcome, ToolReport, ToolSpec, Usage,
 };
 use serde_json::json;
 use std::sync::Arc;
@@ -113,4 +113,60 @@ fn replaying_the_journal_rebuilds_the_state_at_every_point() {
     check(&live, &journal);
     let seqs: Vec<u64> = journal.iter().map(|e| e.seq).collect();
     assert_eq!(seqs, (0..journal.len() as u64).collect::<Vec<_>>(), "seq has no gaps");
+}
+
+#[test]
+fn reports_of_running_calls_are_journaled_capped_and_change_nothing_else() {
+    let plan = plan();
+    let run = RunId::new();
+    let (mut live, first) = RunMachine::start(plan.clone(), run, TenantId::default(), "go".into(), 1_000);
+    let mut journal = first.events;
+    let step = live.on_model_response(calls(&[("a", "lookup", r#"{"key":"x"}"#)]), 5, 1_010);
+    assert!(matches!(step.effect, Effect::ExecuteTools(_)));
+    journal.extend(step.events);
+    let before = RunMachine::replay(plan.clone(), run, &journal);
+
+    let progress =
+        |n: u32| ToolReport::Progress { progress: n.into(), total: Some(100.0), message: Some("x".repeat(5_000)) };
+    // No such call is running: nothing to journal.
+    assert!(live.on_tool_report("zz", progress(1), 1_011).is_none());
+    for n in 0..MAX_REPORTS_PER_CALL + 10 {
+        if let Some(event) = live.on_tool_report("a", progress(n), 1_012) {
+            journal.push(event);
+        }
+    }
+    let reports: Vec<&ToolReport> = journal
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::ToolCallReported { call_id, tool, report, .. } if call_id == "a" && tool == "lookup" => {
+                Some(report)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reports.len(), MAX_REPORTS_PER_CALL as usize);
+    let ToolReport::Progress { message: Some(message), .. } = reports[0] else { panic!("{:?}", reports[0]) };
+    assert_eq!(message.len(), 2_000, "long texts are cut");
+    assert!(
+        matches!(reports.last(), Some(ToolReport::Log { level: LogLevel::Warning, data, .. })
+            if data.as_str().unwrap_or_default().contains("not journaled")),
+        "the last says the rest were dropped: {:?}",
+        reports.last()
+    );
+
+    // Replayed, the reports change nothing the run decides on, and the cap
+    // holds after a crash too.
+    let mut replayed = RunMachine::replay(plan.clone(), run, &journal);
+    assert_eq!(replayed.messages(), before.messages());
+    assert_eq!(replayed.pending_calls().len(), 1);
+    assert!(replayed.on_tool_report("a", progress(1), 1_013).is_none());
+    let step = live.on_tool_results(
+        vec![ToolResult { call_id: "a".into(), outcome: ToolOutcome::ok(json!("found")), latency_ms: 3 }],
+        1_020,
+    );
+    journal.extend(step.events);
+    let seqs: Vec<u64> = journal.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (0..journal.len() as u64).collect::<Vec<_>>(), "seq has no gaps");
+    // Once the call is over, its reports have nowhere to go.
+    assert!(live.on_tool_report("a", progress(1), 1_021).is_none());
 }

@@ -30,6 +30,13 @@ pub enum McpError {
     ConnectionLost { server: String, detail: String },
     #[error("MCP server `{server}`: {message}")]
     Protocol { server: String, message: String },
+    /// The tool was offered when the agent was built, and is no longer
+    /// (the server changed its list, or came back without it after a
+    /// restart).
+    #[error(
+        "MCP server `{server}` no longer offers the tool `{tool}` (it did when this agent was built); continue without it"
+    )]
+    ToolGone { server: String, tool: String },
     #[error("MCP server `{server}` has no tool named `{tool}` (it offers: {offered})")]
     UnknownTool { server: String, tool: String, offered: String },
     #[error(

@@ -1,15 +1,21 @@
-//! One connection to an MCP server, restarted when it dies.
+//! One connection to an MCP server, restarted when it dies, with the tool
+//! list it offers now.
 
 use crate::error::{McpError, human};
-use rein_types::{McpServerDecl, McpTransport};
-use rmcp::model::{CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, Implementation};
-use rmcp::service::RunningService;
+use crate::inbox::{Inbox, Tapped, listening_meta};
+use rein_types::{McpServerDecl, McpTransport, ToolReporter};
+use rmcp::model::{
+    CallToolRequest, CallToolRequestParams, CallToolResult, CancelledNotificationParam, ClientCapabilities,
+    ClientConfig, ClientRequest, Implementation, RequestId, ServerResult,
+};
+use rmcp::service::{PeerRequestOptions, RunningService};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use rmcp::{ClientHandler, Peer, RoleClient, ServiceError, ServiceExt};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::process::Stdio;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::Mutex;
@@ -74,10 +80,19 @@ pub struct ServerTool {
 /// backoff between failed restarts; calls made while it is down fail with
 /// [`McpError::Unavailable`] rather than wait. Dropping the last handle
 /// ends the session and kills a child process.
+///
+/// The server's tool list is read again before the first call after a
+/// restart or a `notifications/tools/list_changed`; a call to a tool the
+/// server no longer offers fails with [`McpError::ToolGone`] without
+/// reaching it. While a call runs, the server's progress notifications for
+/// it and its log messages go to the call's [`ToolReporter`].
 pub struct McpServer {
     decl: McpServerDecl,
     http: reqwest::Client,
     state: Mutex<State>,
+    inbox: Arc<Inbox>,
+    /// What the server offered when last asked; `None` before that.
+    offered: RwLock<Option<Vec<ServerTool>>>,
 }
 
 impl McpServer {
@@ -90,7 +105,8 @@ impl McpServer {
     /// When a referenced environment variable is unset, the command cannot
     /// be started, or the server does not initialise within the time-out.
     pub async fn connect(decl: McpServerDecl, http: reqwest::Client) -> Result<Self, McpError> {
-        let server = Self { decl, http, state: Mutex::new(State::default()) };
+        let inbox = Arc::new(Inbox::new(&decl.name));
+        let server = Self { decl, http, state: Mutex::new(State::default()), inbox, offered: RwLock::new(None) };
         let connection = server.open().await?;
         server.state.lock().await.connection = Some(connection);
         Ok(server)
@@ -121,7 +137,8 @@ impl McpServer {
         self.state.lock().await.connection.as_ref().is_some_and(Connection::is_alive)
     }
 
-    /// Every tool the server offers, following pagination.
+    /// Every tool the server offers, following pagination. The answer is
+    /// also kept as [`McpServer::offered`].
     ///
     /// # Errors
     ///
@@ -129,37 +146,119 @@ impl McpServer {
     /// with an error.
     pub async fn list_tools(&self) -> Result<Vec<ServerTool>, McpError> {
         let peer = self.peer().await?;
-        let tools = tokio::time::timeout(self.timeout(), peer.list_all_tools())
+        self.list_on(&peer).await
+    }
+
+    /// The tools the server offered when last asked (at discovery, or
+    /// after a restart or a change it announced); `None` before the first
+    /// listing.
+    pub fn offered(&self) -> Option<Vec<ServerTool>> {
+        self.offered.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    async fn list_on(&self, peer: &Peer<RoleClient>) -> Result<Vec<ServerTool>, McpError> {
+        // Marked read before asking: a change announced during the listing
+        // marks it stale again.
+        self.inbox.take_tools_stale();
+        let listed = tokio::time::timeout(self.timeout(), peer.list_all_tools())
             .await
-            .map_err(|_| self.timed_out())?
-            .map_err(|e| self.service_error(e))?;
-        Ok(tools
-            .into_iter()
-            .map(|tool| ServerTool {
-                name: tool.name.to_string(),
-                description: tool.description.as_deref().unwrap_or_default().to_string(),
-                input_schema: Value::Object((*tool.input_schema).clone()),
-            })
-            .collect())
+            .map_err(|_| self.timed_out())
+            .and_then(|answer| answer.map_err(|e| self.service_error(e)));
+        let tools: Vec<ServerTool> = match listed {
+            Ok(tools) => tools
+                .into_iter()
+                .map(|tool| ServerTool {
+                    name: tool.name.to_string(),
+                    description: tool.description.as_deref().unwrap_or_default().to_string(),
+                    input_schema: Value::Object((*tool.input_schema).clone()),
+                })
+                .collect(),
+            Err(error) => {
+                self.inbox.mark_tools_stale();
+                return Err(error);
+            }
+        };
+        let mut offered = self.offered.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(before) = offered.as_ref() {
+            let gone: Vec<&str> =
+                before.iter().filter(|b| !tools.iter().any(|t| t.name == b.name)).map(|t| t.name.as_str()).collect();
+            let added: Vec<&str> =
+                tools.iter().filter(|t| !before.iter().any(|b| b.name == t.name)).map(|t| t.name.as_str()).collect();
+            if !gone.is_empty() || !added.is_empty() {
+                tracing::info!(server = %self.decl.name, ?gone, ?added,
+                    "MCP server's tools changed; agents built before keep theirs, and calls to gone tools fail");
+            }
+        }
+        *offered = Some(tools.clone());
+        Ok(tools)
     }
 
     /// Calls a tool by the server's name for it, with the per-call
     /// time-out. A result with `isError` set is returned as it is: that is
-    /// the tool's answer, not a failure to reach it.
+    /// the tool's answer, not a failure to reach it. When `reporter`
+    /// listens, the call carries a progress token, and the server's
+    /// progress notifications for it and its log messages while it runs go
+    /// to `reporter`.
     ///
     /// # Errors
     ///
-    /// When the server is unavailable, does not answer in time, or rejects
-    /// the call (unknown tool, invalid arguments).
-    pub async fn call_tool(&self, name: &str, arguments: Map<String, Value>) -> Result<CallToolResult, McpError> {
+    /// When the server is unavailable, does not answer in time, no longer
+    /// offers the tool, or rejects the call (unknown tool, invalid
+    /// arguments).
+    pub async fn call_tool(
+        &self,
+        name: &str,
+        arguments: Map<String, Value>,
+        reporter: &ToolReporter,
+    ) -> Result<CallToolResult, McpError> {
         let peer = self.peer().await?;
-        let params = CallToolRequestParams::new(name.to_string()).with_arguments(arguments);
-        // On time-out the request future is dropped; rmcp forgets the
-        // pending request and a late answer is discarded.
-        tokio::time::timeout(self.timeout(), peer.call_tool(params))
+        if self.inbox.tools_stale()
+            && let Err(error) = self.list_on(&peer).await
+        {
+            // The call may still work; the list is read again next time.
+            tracing::warn!(server = %self.decl.name, %error, "cannot read the MCP server's tool list again");
+        }
+        if let Some(offered) = self.offered()
+            && !offered.iter().any(|t| t.name == name)
+        {
+            return Err(McpError::ToolGone { server: self.decl.name.clone(), tool: name.to_owned() });
+        }
+        let mut params = CallToolRequestParams::new(name.to_string()).with_arguments(arguments);
+        let listening = reporter.is_listening();
+        if listening {
+            params.meta = Some(listening_meta());
+        }
+        let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
+        let mut handle = peer
+            .send_cancellable_request(request, PeerRequestOptions::no_options())
             .await
-            .map_err(|_| self.timed_out())?
-            .map_err(|e| self.service_error(e))
+            .map_err(|e| self.service_error(e))?;
+        // Should this future be dropped before the answer (the run's own
+        // time-out, a cancellation), the server is told to stop.
+        let mut abandoned = Abandoned { peer: peer.clone(), id: Some(handle.id.clone()) };
+        // The SDK put a progress token of its own in the request: the
+        // server's progress notifications carry it.
+        let registration = listening.then(|| self.inbox.register(handle.progress_token.clone(), reporter.clone()));
+        let answer = match tokio::time::timeout(self.timeout(), &mut handle.rx).await {
+            Ok(Ok(answer)) => answer.map_err(|e| self.service_error(e)),
+            Ok(Err(_)) => Err(self.service_error(ServiceError::TransportClosed)),
+            Err(_) => {
+                // Tell the server to stop; a late answer is discarded.
+                abandoned.id = None;
+                let _ = handle.cancel(Some("the client's time-out passed".into())).await;
+                Err(self.timed_out())
+            }
+        };
+        abandoned.id = None;
+        drop(registration);
+        match answer? {
+            ServerResult::CallToolResult(result) => Ok(result),
+            ServerResult::EmptyResult(_) => Ok(CallToolResult::success(Vec::new())),
+            _ => Err(McpError::Protocol {
+                server: self.decl.name.clone(),
+                message: "the server answered the call with something other than a tool result".into(),
+            }),
+        }
     }
 
     /// Ends the session: closes the connection, lets a child process exit
@@ -214,6 +313,8 @@ impl McpServer {
                 state.connection = Some(connection);
                 state.failures = 0;
                 state.retry_at = None;
+                // The restarted server may offer other tools.
+                self.inbox.mark_tools_stale();
                 tracing::info!(server = %self.decl.name, "MCP server restarted");
                 Ok(peer)
             }
@@ -234,6 +335,7 @@ impl McpServer {
 
     async fn open(&self) -> Result<Connection, McpError> {
         let server = &self.decl.name;
+        self.inbox.reset();
         let (service, pid) = match &self.decl.transport {
             McpTransport::Stdio { command, args, env, cwd } => {
                 let mut cmd = tokio::process::Command::new(command);
@@ -260,7 +362,7 @@ impl McpServer {
                         }
                     });
                 }
-                (self.initialised(ReinClient.serve(transport)).await?, pid)
+                (self.initialised(ReinClient.serve(Tapped::new(transport, self.inbox.clone()))).await?, pid)
             }
             McpTransport::StreamableHttp { url, headers } => {
                 let mut custom = HashMap::with_capacity(headers.len());
@@ -281,7 +383,7 @@ impl McpServer {
                 }
                 let config = StreamableHttpClientTransportConfig::with_uri(url.as_str()).custom_headers(custom);
                 let transport = StreamableHttpClientTransport::with_client(self.http.clone(), config);
-                (self.initialised(ReinClient.serve(transport)).await?, None)
+                (self.initialised(ReinClient.serve(Tapped::new(transport, self.inbox.clone()))).await?, None)
             }
         };
         if let Some(info) = service.peer_info().and_then(|info| info.server_info.clone()) {
@@ -318,6 +420,26 @@ impl McpServer {
                 McpError::ConnectionLost { server, detail: error.to_string() }
             }
             other => McpError::Protocol { server, message: other.to_string() },
+        }
+    }
+}
+
+/// A call in flight; dropped armed, it sends the server a cancellation
+/// for the request (what the SDK's own `call_tool` does when dropped).
+struct Abandoned {
+    peer: Peer<RoleClient>,
+    id: Option<RequestId>,
+}
+
+impl Drop for Abandoned {
+    fn drop(&mut self) {
+        let Some(id) = self.id.take() else { return };
+        let peer = self.peer.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let reason = Some("the caller gave up on the call".to_owned());
+                let _ = peer.notify_cancelled(CancelledNotificationParam::new(Some(id), reason)).await;
+            });
         }
     }
 }

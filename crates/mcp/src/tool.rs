@@ -33,18 +33,19 @@ impl Tool for McpTool {
         &self.spec
     }
 
-    async fn call(&self, arguments: Value, _context: &ToolContext) -> ToolOutcome {
+    async fn call(&self, arguments: Value, context: &ToolContext) -> ToolOutcome {
         let arguments = match arguments {
             Value::Object(map) => map,
             Value::Null => Map::new(),
             other => return ToolOutcome::error(format!("arguments must be a JSON object, not {other}")),
         };
-        match self.server.call_tool(&self.remote_name, arguments).await {
+        match self.server.call_tool(&self.remote_name, arguments, &context.reporter).await {
             Ok(result) => content::outcome(self.spec.name.as_str(), result, self.server.decl().max_result_bytes),
             Err(error) => {
                 let retryable = error.is_transient();
                 let hint = match &error {
                     McpError::Protocol { .. } => "check the arguments against the tool's schema, or use another tool",
+                    McpError::ToolGone { .. } => "do not call it again; use another tool or hand off to a human",
                     _ => "the tool's server is having trouble; try again later or continue without it",
                 };
                 ToolOutcome::Error { message: error.to_string(), hint: Some(hint.into()), retryable }

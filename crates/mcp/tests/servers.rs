@@ -4,9 +4,10 @@
 
 use rein_mcp::{McpError, McpServerDecl, McpToolPolicy, McpToolset, McpTransport, discover};
 use rein_testkit::mcp_servers::{node_modules, script};
-use rein_types::{Approval, IdempotencyKey, RiskTier, RunId, Tool, ToolContext, ToolOutcome};
+use rein_types::{Approval, IdempotencyKey, RiskTier, RunId, Tool, ToolContext, ToolOutcome, ToolReport, ToolReporter};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 fn stdio(name: &str, command: &str, args: Vec<String>) -> McpServerDecl {
@@ -28,12 +29,24 @@ fn everything(modules: &std::path::Path) -> McpServerDecl {
 
 fn context() -> ToolContext {
     let run_id = RunId::new();
-    ToolContext { run_id, step: 1, call_id: "c1".into(), idempotency_key: IdempotencyKey::for_call(run_id, 1, 0) }
+    ToolContext::new(run_id, 1, "c1", IdempotencyKey::for_call(run_id, 1, 0))
 }
 
 async fn call(set: &McpToolset, name: &str, args: Value) -> ToolOutcome {
+    call_in(set, name, args, &context()).await
+}
+
+async fn call_in(set: &McpToolset, name: &str, args: Value, context: &ToolContext) -> ToolOutcome {
     let tool = set.tools.iter().find(|t| t.spec().name.as_str() == name).unwrap_or_else(|| panic!("no tool {name}"));
-    tool.call(args, &context()).await
+    tool.call(args, context).await
+}
+
+/// A context whose reports are collected.
+fn listening() -> (Arc<Mutex<Vec<ToolReport>>>, ToolContext) {
+    let reports = Arc::new(Mutex::new(Vec::new()));
+    let sink = reports.clone();
+    let context = context().with_reporter(ToolReporter::new(move |report| sink.lock().unwrap().push(report)));
+    (reports, context)
 }
 
 fn error_message(outcome: &ToolOutcome) -> (String, bool) {
@@ -273,4 +286,124 @@ async fn a_server_dying_mid_call_is_an_observation_that_says_the_call_may_have_r
 
 async fn call_echo(set: &McpToolset) -> ToolOutcome {
     call(set, "echo", json!({"message": "again"})).await
+}
+
+#[tokio::test]
+async fn progress_and_log_notifications_reach_the_calls_reporter() {
+    let Some(modules) = node_modules() else { return };
+    let set = discover(everything(&modules), reqwest::Client::new()).await.unwrap();
+
+    // The call carries a progress token; the server reports each step on it.
+    let (reports, context) = listening();
+    let args = json!({"duration": 0.4, "steps": 4});
+    let outcome = call_in(&set, "trigger-long-running-operation", args.clone(), &context).await;
+    assert!(outcome.to_observation().contains("Long running operation completed"), "{outcome:?}");
+    let progress: Vec<(f64, Option<f64>)> = reports
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| match r {
+            ToolReport::Progress { progress, total, .. } => (*progress, *total),
+            other => panic!("expected progress, got {other:?}"),
+        })
+        .collect();
+    // Every step, the last one included: it is sent just before the result.
+    assert_eq!(progress, [(1.0, Some(4.0)), (2.0, Some(4.0)), (3.0, Some(4.0)), (4.0, Some(4.0))]);
+
+    // A log message the server sends while a call runs goes to that call.
+    let (reports, context) = listening();
+    let outcome = call_in(&set, "toggle-simulated-logging", json!({}), &context).await;
+    assert!(outcome.to_observation().contains("Started simulated"), "{outcome:?}");
+    let logs = reports.lock().unwrap().clone();
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    match &logs[0] {
+        // "Warning-level message", at level warning (the level is random).
+        ToolReport::Log { level, data, .. } => {
+            assert!(data.as_str().unwrap_or_default().to_lowercase().starts_with(level.as_str()), "{level:?} {data}")
+        }
+        other => panic!("expected a log message, got {other:?}"),
+    }
+
+    // Reports of a call that is over go nowhere: the next call's reporter
+    // sees only its own.
+    let (reports, context) = listening();
+    assert_eq!(call_in(&set, "echo", json!({"message": "x"}), &context).await, ToolOutcome::ok(json!("Echo: x")));
+    assert!(reports.lock().unwrap().iter().all(|r| matches!(r, ToolReport::Log { .. })));
+    set.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_tool_the_server_withdraws_is_an_error_observation() {
+    let Some(modules) = node_modules() else { return };
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/changing-tools.cjs");
+    let decl = stdio("changing", "node", vec![fixture.into(), modules.display().to_string()]);
+    let set = discover(decl, reqwest::Client::new()).await.unwrap();
+    let mut names: Vec<&str> = set.tools.iter().map(|t| t.spec().name.as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["doomed", "hang", "retire"]);
+    assert_eq!(call(&set, "doomed", json!({})).await, ToolOutcome::ok(json!("still here")));
+
+    // `retire` removes `doomed`; the server announces the change, and the
+    // list is read again before the next call.
+    assert_eq!(call(&set, "retire", json!({})).await, ToolOutcome::ok(json!("retired doomed")));
+    let (message, retryable) = error_message(&call(&set, "doomed", json!({})).await);
+    assert!(message.contains("no longer offers the tool `doomed`"), "{message}");
+    assert!(!retryable);
+    let offered: Vec<String> = set.server.offered().unwrap().into_iter().map(|t| t.name).collect();
+    assert_eq!(offered, ["retire", "hang"]);
+    // The agent's tool set is what it was built with.
+    assert_eq!(set.tools.len(), 3);
+    set.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_restarted_server_is_asked_for_its_tools_again() {
+    let Some(modules) = node_modules() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let switch = dir.path().join("filesystem");
+    // The everything server at first; once the switch file exists, what
+    // starts after a crash is the filesystem server, without `echo`.
+    let command = format!(
+        "if [ -f '{switch}' ]; then exec node '{fs}' '{dir}'; else exec node '{everything}' stdio; fi",
+        switch = switch.display(),
+        fs = script(&modules, "server-filesystem"),
+        dir = dir.path().display(),
+        everything = script(&modules, "server-everything"),
+    );
+    let mut decl = stdio("switching", "sh", vec!["-c".into(), command]);
+    decl.allow = vec!["echo".into()];
+    let set = discover(decl, reqwest::Client::new()).await.unwrap();
+    assert_eq!(call(&set, "echo", json!({"message": "one"})).await, ToolOutcome::ok(json!("Echo: one")));
+
+    std::fs::write(&switch, "").unwrap();
+    let pid = set.server.pid().await.unwrap();
+    std::process::Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
+    wait_until("the death is noticed", async || !set.server.is_connected().await).await;
+
+    let (message, retryable) = error_message(&call(&set, "echo", json!({"message": "two"})).await);
+    assert!(message.contains("no longer offers the tool `echo`"), "{message}");
+    assert!(!retryable);
+    let offered: Vec<String> = set.server.offered().unwrap().into_iter().map(|t| t.name).collect();
+    assert!(offered.contains(&"read_text_file".to_string()) && !offered.contains(&"echo".to_string()), "{offered:?}");
+    set.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_call_given_up_on_is_cancelled_at_the_server() {
+    let Some(modules) = node_modules() else { return };
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/changing-tools.cjs");
+    let set = discover(
+        stdio("changing", "node", vec![fixture.into(), modules.display().to_string()]),
+        reqwest::Client::new(),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let note = dir.path().join("note");
+    // The run's own time-out drops the call, as the runtime does.
+    let call = call(&set, "hang", json!({"path": note.display().to_string()}));
+    assert!(tokio::time::timeout(Duration::from_millis(500), call).await.is_err());
+    wait_until("the server hears of the cancellation", async || note.is_file()).await;
+    assert_eq!(std::fs::read_to_string(&note).unwrap(), "cancelled");
+    set.server.shutdown().await;
 }

@@ -45,16 +45,19 @@
 
 pub mod keys;
 mod load;
+mod mcp_host;
 mod operate;
 pub mod worker;
 
 pub use load::{
     AgentDefinition, LoadError, LoadedAgent, Overrides, discover_mcp, load_agent, load_definition, load_definition_str,
 };
+pub use mcp_host::McpHost;
 pub use operate::{OperateError, Operator, WaitingApproval, now_ms, outcome_json, step_and_index, step_and_index_of};
 pub use rein_core::fold::outcome_of;
 pub use rein_core::{
-    AgentPlan, AuditEntry, CallRecord, ResumeAction, ResumeError, RunRecord, StepRecord, audit_entries, pending_actions,
+    AgentPlan, AuditEntry, CallRecord, ResumeAction, ResumeError, RunRecord, StepRecord, audit_entries,
+    pending_actions, report_line,
 };
 pub use rein_runtime::{
     Agent, AgentBuilder, ApprovalDecision, ApprovalRequest, Approver, CancellationToken, Durability, Hooks, NoApprover,

@@ -10,11 +10,16 @@ use rein_types::{
     AgentVersion, ControlStore, EventKind, Journal, JournalError, PendingAction, PendingKind, RunFilter, RunId,
     RunOutcome, RunStatus, Store, TenantId, rollback_target,
 };
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// How often a process looks for stop requests concerning its runs.
 const STOP_POLL: Duration = Duration::from_millis(250);
+/// Agent versions kept built per process. Each may hold MCP server
+/// processes; the least recently used version beyond this is let go (runs
+/// still using it keep it until they end).
+const MAX_BUILT_VERSIONS: usize = 16;
 
 /// Why an operation on a run could not be carried out.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +65,42 @@ pub struct Operator {
     /// process's name, so the lease alone cannot tell them from runs a
     /// failed drive left behind.
     driving: std::sync::Mutex<std::collections::HashSet<RunId>>,
+    /// Agents built from definitions, by name and version, shared by every
+    /// run of that version in this process: building one starts its MCP
+    /// servers, which is done once, not per run.
+    built: tokio::sync::Mutex<BuiltAgents>,
+}
+
+/// Built agent versions, each built at most once at a time (a cell stays
+/// empty when its build fails, so the next run tries again).
+#[derive(Default)]
+struct BuiltAgents {
+    /// By name and version: the cell, and when it was last asked for.
+    cells: HashMap<(String, String), (BuiltCell, u64)>,
+    uses: u64,
+}
+
+type BuiltCell = Arc<tokio::sync::OnceCell<Arc<Agent>>>;
+
+impl BuiltAgents {
+    /// The cell for `key`, marked used now; the least recently used other
+    /// version is let go beyond [`MAX_BUILT_VERSIONS`].
+    fn cell(&mut self, key: (String, String)) -> BuiltCell {
+        self.uses += 1;
+        let uses = self.uses;
+        let cell = {
+            let entry = self.cells.entry(key.clone()).or_default();
+            entry.1 = uses;
+            entry.0.clone()
+        };
+        if self.cells.len() > MAX_BUILT_VERSIONS
+            && let Some(oldest) =
+                self.cells.iter().filter(|(k, _)| **k != key).min_by_key(|(_, (_, used))| *used).map(|(k, _)| k.clone())
+        {
+            self.cells.remove(&oldest);
+        }
+        cell
+    }
 }
 
 impl Operator {
@@ -67,7 +108,7 @@ impl Operator {
     /// for stop requests concerning this process's runs.
     pub fn new(store: Arc<dyn Store>, client: reqwest::Client) -> Self {
         let watcher = StopWatcher::start(store.clone() as Arc<dyn ControlStore>, STOP_POLL);
-        Self { store, client, watcher, driving: Default::default() }
+        Self { store, client, watcher, driving: Default::default(), built: Default::default() }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -158,8 +199,18 @@ impl Operator {
         Ok(result?)
     }
 
+    /// The agent `definition` describes, built once per process and
+    /// version: later calls for the same name and version share it (and
+    /// its MCP servers). A failed build is not kept.
+    pub async fn build(&self, definition: &AgentDefinition) -> Result<Arc<Agent>, LoadError> {
+        let key = (definition.spec.name.clone(), definition.spec.version().0);
+        let cell = self.built.lock().await.cell(key);
+        let agent = cell.get_or_try_init(|| async { definition.build(&self.client).await.map(Arc::new) }).await?;
+        Ok(agent.clone())
+    }
+
     /// The agent a run started with, rebuilt from its registered definition.
-    pub async fn agent_of(&self, run: RunId) -> Result<Agent, OperateError> {
+    pub async fn agent_of(&self, run: RunId) -> Result<Arc<Agent>, OperateError> {
         let events = self.store.events(run).await?;
         let Some(EventKind::RunStarted { agent, agent_version, .. }) = events.first().map(|e| &e.kind) else {
             return Err(OperateError::NotStarted(run));
@@ -168,13 +219,14 @@ impl Operator {
     }
 
     /// The agent `name` at `version`, built from its registered definition
-    /// (for `run`, which the error names).
+    /// (for `run`, which the error names), or shared with the runs of that
+    /// version this process built it for before (see [`Operator::build`]).
     pub async fn registered_agent(
         &self,
         name: &str,
         version: &AgentVersion,
         run: RunId,
-    ) -> Result<Agent, OperateError> {
+    ) -> Result<Arc<Agent>, OperateError> {
         let Some(definition) = self.store.agent_definition(name, version).await? else {
             return Err(OperateError::NotRegistered {
                 agent: name.to_owned(),
@@ -182,7 +234,7 @@ impl Operator {
                 run,
             });
         };
-        Ok(AgentDefinition::from_json(definition)?.build(&self.client).await?)
+        Ok(self.build(&AgentDefinition::from_json(definition)?).await?)
     }
 
     /// Whether this process may take `run` up: nobody holds it, or its
@@ -226,7 +278,7 @@ impl Operator {
     /// The first half of [`Operator::resume`]: checks that `run` may be
     /// taken up here and rebuilds its agent, for callers that need the agent
     /// to set up their runtime (the CLI's progress display) before driving.
-    pub async fn take_up(&self, run: RunId, force: bool) -> Result<Agent, OperateError> {
+    pub async fn take_up(&self, run: RunId, force: bool) -> Result<Arc<Agent>, OperateError> {
         self.check_free(run, force).await?;
         self.agent_of(run).await
     }

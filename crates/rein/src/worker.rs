@@ -19,7 +19,15 @@
 //! stopped and released, so another worker takes them up at once from
 //! their journals (a tool call cut off is retried with its idempotency key,
 //! or waits for reconciliation, by the usual resume rules).
+//!
+//! A claimed run's agent is built from its registered definition by the
+//! operator, once per version and process ([`Operator::build`]): the runs
+//! of one version share it, and so its MCP servers, which are started for
+//! the first run and stay up (restarted if they crash) for the next. A run
+//! whose agent cannot be built because an MCP server is unreachable goes
+//! back to the queue after a pause rather than off it.
 
+use crate::load::LoadError;
 use crate::operate::{OperateError, Operator, now_ms};
 use rein_runtime::{ResumeAction, Runtime, RuntimeError};
 use rein_types::{Claim, JournalError, RunId, RunOutcome, Store};
@@ -233,9 +241,12 @@ async fn settle(
     }
 }
 
-/// Failures no other worker would fare better with.
+/// Failures no other worker would fare better with. An MCP server of the
+/// agent that cannot be reached now may be back later: that run is
+/// released, not dropped.
 fn permanent(error: &OperateError) -> bool {
     match error {
+        OperateError::Load(LoadError::Mcp(error)) if error.is_transient() => false,
         OperateError::NotRegistered { .. }
         | OperateError::Disabled(_)
         | OperateError::NotStarted(_)
@@ -255,15 +266,32 @@ async fn drive(operator: Arc<Operator>, runtime: Runtime, claim: Claim) -> Resul
     let _forget = Forget(operator.clone(), run);
     let events = operator.store().events(run).await?;
     if events.is_empty() {
-        let agent = operator.registered_agent(&claim.run.agent, &claim.run.agent_version, run).await?;
+        let agent = paced(operator.registered_agent(&claim.run.agent, &claim.run.agent_version, run).await).await?;
         return operator.start_for(&claim.run.tenant, &runtime, &agent, claim.run.input, run, None).await;
     }
     if let Some(outcome) = rein_core::fold::outcome_of(&events).filter(|o| o.status.is_terminal()) {
         // Finished by a worker that died before taking it off the queue.
         return Ok(outcome);
     }
-    let agent = operator.agent_of(run).await?;
+    let agent = paced(operator.agent_of(run).await).await?;
     operator.resume_with(&runtime, &agent, run, ResumeAction::Continue, None).await
+}
+
+/// How long a drive whose agent could not be built for a passing reason
+/// (an MCP server down) waits before it lets the run go, so that the run
+/// is not claimed and failed again at once, in a loop.
+const BUILD_RETRY_PAUSE: Duration = Duration::from_secs(2);
+
+/// The agent built for a drive; a build that failed for a passing reason
+/// returns its error only after [`BUILD_RETRY_PAUSE`].
+async fn paced<T>(built: Result<T, OperateError>) -> Result<T, OperateError> {
+    if let Err(error) = &built
+        && !permanent(error)
+    {
+        tracing::warn!(%error, "cannot build the run's agent now; releasing the run after a pause");
+        tokio::time::sleep(BUILD_RETRY_PAUSE).await;
+    }
+    built
 }
 
 struct Forget(Arc<Operator>, RunId);

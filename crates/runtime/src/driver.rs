@@ -19,7 +19,7 @@ use futures::{FutureExt, StreamExt};
 use rein_core::{Effect, ResumeAction, ResumeError, RunMachine, ToolInvocation, ToolResult, Transition};
 use rein_types::{
     Clock, EventKind, Journal, JournalError, RiskTier, RunId, RunOutcome, StreamDelta, SystemClock, TenantId,
-    ToolContext, ToolOutcome,
+    ToolContext, ToolOutcome, ToolReport, ToolReporter,
 };
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -39,6 +39,9 @@ pub enum RuntimeError {
     #[error("cannot resume run {run}: {error}")]
     Resume { run: RunId, error: ResumeError },
 }
+
+/// Reports of one turn's calls waiting to be journaled; more are dropped.
+const REPORT_BUFFER: usize = 256;
 
 /// Per-run options.
 #[derive(Debug, Clone, Default)]
@@ -222,7 +225,7 @@ impl Runtime {
             transition = match effect {
                 Effect::Finish(outcome) | Effect::Suspend(outcome) => return Ok(*outcome),
                 Effect::CallModel => unreachable!("handled above"),
-                Effect::ExecuteTools(calls) => self.call_tools(agent, &mut machine, calls, cancel).await,
+                Effect::ExecuteTools(calls) => self.call_tools(agent, &mut machine, &mut log, calls, cancel).await?,
                 Effect::RequestApprovals(requests) => {
                     // Time waiting for people does not count against the
                     // run's clock; the requests' expiry bounds the wait.
@@ -346,22 +349,37 @@ impl Runtime {
         })
     }
 
-    /// Runs the calls of one turn concurrently. Should the deadline pass or
-    /// the run be cancelled first, the calls that finished keep their
-    /// outcomes and the others are reported as interrupted with an unknown
-    /// effect, so the journal resolves every call.
+    /// Runs the calls of one turn concurrently, journaling what they report
+    /// while they run (progress, log messages) as it arrives. Should the
+    /// deadline pass or the run be cancelled first, the calls that finished
+    /// keep their outcomes and the others are reported as interrupted with
+    /// an unknown effect, so the journal resolves every call.
     async fn call_tools(
         &self,
         agent: &Agent,
         machine: &mut RunMachine,
+        log: &mut RunLog<'_>,
         calls: Vec<ToolInvocation>,
         cancel: &CancellationToken,
-    ) -> Transition {
+    ) -> Result<Transition, RuntimeError> {
         let info = RunInfo { run_id: machine.run_id(), agent: agent.name(), step: machine.step() };
         let run_id = machine.run_id();
         let time_left = self.time_left(machine);
-        let mut running: FuturesUnordered<_> =
-            calls.iter().enumerate().map(|(index, call)| self.call_tool(agent, run_id, info, call, index)).collect();
+        // Reports are best-effort: a tool that outpaces the journal loses
+        // some rather than stall (core caps what a call may journal anyway).
+        let (report_tx, mut reports) = tokio::sync::mpsc::channel::<(usize, ToolReport)>(REPORT_BUFFER);
+        let mut running: FuturesUnordered<_> = calls
+            .iter()
+            .enumerate()
+            .map(|(index, call)| {
+                let sender = report_tx.clone();
+                let reporter = ToolReporter::new(move |report| {
+                    let _ = sender.try_send((index, report));
+                });
+                self.call_tool(agent, run_id, info, call, index, reporter)
+            })
+            .collect();
+        drop(report_tx);
         let mut finished: Vec<Option<ToolResult>> = vec![None; calls.len()];
         let deadline = tokio::time::sleep(time_left);
         tokio::pin!(deadline);
@@ -369,6 +387,9 @@ impl Runtime {
             tokio::select! {
                 biased;
                 _ = cancel.cancelled() => break Some(Some("cancelled during tool calls")),
+                Some((index, report)) = reports.recv() => {
+                    self.journal_report(agent, machine, log, &calls[index], report).await?;
+                }
                 next = running.next() => match next {
                     Some((index, result)) => finished[index] = Some(result),
                     None => break None,
@@ -377,16 +398,39 @@ impl Runtime {
             }
         };
         drop(running);
+        // What the calls reported before they ended comes before their
+        // results in the journal.
+        while let Ok((index, report)) = reports.try_recv() {
+            self.journal_report(agent, machine, log, &calls[index], report).await?;
+        }
         let results: Vec<ToolResult> = finished
             .into_iter()
             .zip(&calls)
             .map(|(result, call)| result.unwrap_or_else(|| interrupted_result(agent, call)))
             .collect();
         let now = self.clock.now_ms();
-        match interrupted {
+        Ok(match interrupted {
             None => machine.on_tool_results(results, now),
             Some(cancelled) => machine.on_tools_interrupted(results, cancelled, now),
+        })
+    }
+
+    /// Journals a report of a running call, committed at once so that
+    /// followers of the run see it while the call runs.
+    async fn journal_report(
+        &self,
+        agent: &Agent,
+        machine: &mut RunMachine,
+        log: &mut RunLog<'_>,
+        call: &ToolInvocation,
+        report: ToolReport,
+    ) -> Result<(), RuntimeError> {
+        if let Some(event) = machine.on_tool_report(&call.call_id, report, self.clock.now_ms()) {
+            let events = vec![event];
+            self.notify(machine, agent, &events);
+            log.record(events, true).await?;
         }
+        Ok(())
     }
 
     async fn call_tool(
@@ -396,6 +440,7 @@ impl Runtime {
         info: RunInfo<'_>,
         call: &ToolInvocation,
         index: usize,
+        reporter: ToolReporter,
     ) -> (usize, ToolResult) {
         for hook in self.hooks.iter() {
             hook.before_tool_call(info, call);
@@ -403,12 +448,8 @@ impl Runtime {
         let started = Instant::now();
         let outcome = match agent.tools.get(call.tool_index).and_then(Option::as_ref) {
             Some(tool) => {
-                let context = ToolContext {
-                    run_id,
-                    step: call.step,
-                    call_id: call.call_id.clone(),
-                    idempotency_key: call.idempotency_key.clone(),
-                };
+                let context = ToolContext::new(run_id, call.step, call.call_id.clone(), call.idempotency_key.clone())
+                    .with_reporter(reporter);
                 let future = AssertUnwindSafe(tool.call(call.arguments.clone(), &context)).catch_unwind();
                 match tokio::time::timeout(Duration::from_millis(call.timeout_ms), future).await {
                     Ok(Ok(outcome)) => outcome,

@@ -12,8 +12,9 @@ use rein_runtime::{
 use rein_testkit::journal::MemoryJournal;
 use rein_testkit::scripted::{self, FnModel, ScriptedModel, Turn};
 use rein_types::{
-    Approval, EventKind, Journal, LimitKind, Limits, Message, ModelErrorKind, ModelPrice, ModelSettings, RejectReason,
-    RiskTier, RunId, RunStatus, StopConditions, Tool, ToolContext, ToolName, ToolOutcome, ToolSpec,
+    Approval, EventKind, Journal, LimitKind, Limits, LogLevel, Message, ModelErrorKind, ModelPrice, ModelSettings,
+    RejectReason, RiskTier, RunId, RunStatus, StopConditions, Tool, ToolContext, ToolName, ToolOutcome, ToolReport,
+    ToolSpec,
 };
 use serde_json::{Value, json};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -898,4 +899,67 @@ async fn a_long_conversation_is_summarised_by_the_summarisation_route() {
     assert!(summary_call, "the summarisation call went to its route");
     // The summariser saw the whole history; the next call saw the summary instead.
     assert!(summariser.1.transcripts()[0].len() > 4);
+}
+
+/// Reports on itself while it runs, then answers.
+struct ReportingTool(ToolSpec);
+
+#[async_trait]
+impl Tool for ReportingTool {
+    fn spec(&self) -> &ToolSpec {
+        &self.0
+    }
+
+    async fn call(&self, _arguments: Value, context: &ToolContext) -> ToolOutcome {
+        context.report(ToolReport::Progress { progress: 1.0, total: Some(2.0), message: Some("copying".into()) });
+        tokio::task::yield_now().await;
+        context.report(ToolReport::Log { level: LogLevel::Warning, logger: None, data: json!("disk nearly full") });
+        context.report(ToolReport::Progress { progress: 2.0, total: Some(2.0), message: None });
+        ToolOutcome::ok(json!("copied"))
+    }
+}
+
+#[tokio::test]
+async fn what_a_running_call_reports_is_journaled_before_its_result_and_not_shown_to_the_model() {
+    let spec = ToolSpec::new(
+        ToolName::new("copy").unwrap(),
+        "Copies things.",
+        json!({"type": "object", "properties": {"key": {"type": "string"}}}),
+        RiskTier::Write,
+    );
+    let model = Arc::new(ScriptedModel::new([
+        scripted::calls(&[("copy", json!({"key": "a"})), ("lookup", json!({"key": "b"}))]),
+        scripted::text("Copied."),
+    ]));
+    let agent = Agent::builder("copier")
+        .shared_model(model.clone())
+        .tool(ReportingTool(spec))
+        .tool(TestTool::lookup())
+        .build()
+        .unwrap();
+    let (runtime, journal) = runtime();
+    let outcome = runtime.run(&agent, "copy a").await.unwrap();
+    assert_eq!(outcome.status, RunStatus::Succeeded);
+
+    let events = events(&journal, outcome.run_id).await;
+    let reports: Vec<(usize, &str, &ToolReport)> = events
+        .iter()
+        .enumerate()
+        .filter_map(|(at, e)| match e {
+            EventKind::ToolCallReported { tool, report, .. } => Some((at, tool.as_str(), report)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reports.len(), 3, "{events:?}");
+    assert!(reports.iter().all(|(_, tool, _)| *tool == "copy"));
+    assert!(matches!(reports[1].2, ToolReport::Log { level: LogLevel::Warning, .. }));
+    let executed = events.iter().position(|e| matches!(e, EventKind::ToolCallExecuted { tool, .. } if tool == "copy"));
+    assert!(reports.iter().all(|(at, _, _)| Some(*at) < executed), "{events:?}");
+    // The model sees each call's result, nothing of the reports.
+    let transcript = model.transcripts().last().cloned().unwrap();
+    let seen = tool_messages(&transcript).join(" ");
+    assert!(seen.contains("copied") && !seen.contains("disk nearly full"), "{seen}");
+    let record = RunRecord::from_events(&journal.events(outcome.run_id).await.unwrap()).unwrap();
+    let copy = record.steps[0].calls.iter().find(|c| c.tool == "copy").unwrap();
+    assert_eq!(copy.reports.len(), 3);
 }

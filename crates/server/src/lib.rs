@@ -127,12 +127,11 @@ impl AppState {
         if activate {
             hooks::check_unique(self, &definition).await?;
         }
-        let agent = Arc::new(
-            definition
-                .build(self.operator.client())
-                .await
-                .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_agent", e.to_string()))?,
-        );
+        let agent = self
+            .operator
+            .build(&definition)
+            .await
+            .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_agent", e.to_string()))?;
         self.operator.register(tenant, &definition).await.map_err(|error| match error {
             rein::OperateError::Store(rein::JournalError::Conflict(message)) => {
                 ApiError::new(StatusCode::CONFLICT, "agent_name_taken", message)
@@ -192,7 +191,8 @@ impl AppState {
             .await?
             .ok_or_else(|| unavailable(format!("agent `{name}` version {} is not registered", version.short())))?;
         let definition = AgentDefinition::from_json(stored).map_err(|e| unavailable(e.to_string()))?;
-        let agent = Arc::new(definition.build(self.operator.client()).await.map_err(|e| unavailable(e.to_string()))?);
+        // Shared with the worker loop's runs of this version.
+        let agent = self.operator.build(&definition).await.map_err(|e| unavailable(e.to_string()))?;
         let served = Arc::new(Served { definition, agent });
         if let Ok(mut built) = self.built.write() {
             built.insert(key, served.clone());

@@ -31,7 +31,7 @@ struct Strict {
 
 fn context() -> ToolContext {
     let run_id = RunId::new();
-    ToolContext { run_id, step: 3, call_id: "call-9".into(), idempotency_key: IdempotencyKey::for_call(run_id, 3, 0) }
+    ToolContext::new(run_id, 3, "call-9", IdempotencyKey::for_call(run_id, 3, 0))
 }
 
 fn lookup() -> FnTool {

@@ -65,7 +65,7 @@ fn tool(db: &Path, query: &str, mode: SqlMode, names: &[&str]) -> SqlTool {
 
 fn context() -> ToolContext {
     let run_id = RunId::new();
-    ToolContext { run_id, step: 1, call_id: "c".into(), idempotency_key: IdempotencyKey::for_call(run_id, 1, 0) }
+    ToolContext::new(run_id, 1, "c", IdempotencyKey::for_call(run_id, 1, 0))
 }
 
 fn ok_data(outcome: ToolOutcome) -> (Value, bool) {

@@ -7,7 +7,7 @@ use crate::ids::{AgentVersion, RunId, TenantId};
 use crate::message::ToolCall;
 use crate::model::{FinishReason, ModelErrorKind};
 use crate::outcome::{PartialResult, RunStatus};
-use crate::tool::{RiskTier, ToolOutcome};
+use crate::tool::{RiskTier, ToolOutcome, ToolReport};
 use crate::usage::Usage;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -193,6 +193,16 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         edited_arguments: Option<Value>,
     },
+    /// A call that is running reported on itself: progress, or a log
+    /// message from the service it calls. For people and dashboards: the
+    /// model does not see it and it changes no run state, so journals
+    /// without it (written before it existed) fold the same.
+    ToolCallReported {
+        step: u32,
+        call_id: String,
+        tool: String,
+        report: ToolReport,
+    },
     ToolCallExecuted {
         step: u32,
         call_id: String,
@@ -293,6 +303,7 @@ impl EventKind {
             EventKind::CallReconciled { .. } => "call_reconciled",
             EventKind::RunSuspended { .. } => "run_suspended",
             EventKind::RunResumed { .. } => "run_resumed",
+            EventKind::ToolCallReported { .. } => "tool_call_reported",
             EventKind::ToolCallExecuted { .. } => "tool_call_executed",
             EventKind::OutputRejected { .. } => "output_rejected",
             EventKind::ContextSummarised { .. } => "context_summarised",
@@ -325,5 +336,35 @@ mod tests {
         assert!(json.contains("\"type\":\"tool_call_rejected\""), "{json}");
         let back: Event = serde_json::from_str(&json).unwrap();
         assert_eq!(back, event);
+    }
+
+    #[test]
+    fn a_tool_report_is_tagged_by_kind_inside_its_event() {
+        let event = Event {
+            run_id: RunId::new(),
+            seq: 5,
+            at_ms: 1_700_000_000_000,
+            kind: EventKind::ToolCallReported {
+                step: 1,
+                call_id: "c1".into(),
+                tool: "ev_slow".into(),
+                report: ToolReport::Progress { progress: 2.0, total: Some(5.0), message: None },
+            },
+        };
+        let json = serde_json::to_value(&event).unwrap();
+        assert_eq!(json["type"], "tool_call_reported");
+        assert_eq!(json["report"], serde_json::json!({"kind": "progress", "progress": 2.0, "total": 5.0}));
+        let back: Event = serde_json::from_value(json).unwrap();
+        assert_eq!(back, event);
+        let log = r#"{"kind":"log","level":"warning","data":{"disk":"full"}}"#;
+        let report: ToolReport = serde_json::from_str(log).unwrap();
+        assert_eq!(
+            report,
+            ToolReport::Log {
+                level: crate::tool::LogLevel::Warning,
+                logger: None,
+                data: serde_json::json!({"disk": "full"})
+            }
+        );
     }
 }

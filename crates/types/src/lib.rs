@@ -41,7 +41,8 @@ pub use model::{FinishReason, ModelError, ModelErrorKind, ModelRequest, ModelRes
 pub use outcome::{PartialResult, PendingAction, PendingKind, RunOutcome, RunStatus};
 pub use ports::{
     Clock, Journal, JournalError, Model, OnDelta, RunFilter, RunSummary, StreamDelta, SystemClock, Tool, ToolContext,
+    ToolReporter,
 };
 pub use queue::{Claim, QueueDepth, QueuedRun, RunQueue};
-pub use tool::{Approval, RiskTier, ToolOutcome, ToolSpec};
+pub use tool::{Approval, LogLevel, RiskTier, ToolOutcome, ToolReport, ToolSpec};
 pub use usage::{ModelPrice, Usage};

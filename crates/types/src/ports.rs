@@ -6,11 +6,12 @@ use crate::event::Event;
 use crate::ids::{IdempotencyKey, RunId, TenantId};
 use crate::model::{ModelError, ModelRequest, ModelResponse};
 use crate::outcome::RunStatus;
-use crate::tool::{ToolOutcome, ToolSpec};
+use crate::tool::{ToolOutcome, ToolReport, ToolSpec};
 use crate::usage::Usage;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::sync::Arc;
 
 /// A piece of an answer as it streams in.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,6 +66,58 @@ pub struct ToolContext {
     /// Stable across retries of this call; send it to services that
     /// de-duplicate (`Idempotency-Key`).
     pub idempotency_key: IdempotencyKey,
+    /// Where to report progress and log messages while the call runs; the
+    /// runtime journals them. Discards them when nobody listens.
+    pub reporter: ToolReporter,
+}
+
+impl ToolContext {
+    /// A context whose reports go nowhere (add a sink with
+    /// [`ToolContext::with_reporter`]).
+    pub fn new(run_id: RunId, step: u32, call_id: impl Into<String>, idempotency_key: IdempotencyKey) -> Self {
+        Self { run_id, step, call_id: call_id.into(), idempotency_key, reporter: ToolReporter::default() }
+    }
+
+    pub fn with_reporter(mut self, reporter: ToolReporter) -> Self {
+        self.reporter = reporter;
+        self
+    }
+
+    /// Reports on the call; see [`ToolReporter::report`].
+    pub fn report(&self, report: ToolReport) {
+        self.reporter.report(report);
+    }
+}
+
+/// A sink for a call's [`ToolReport`]s. Reporting never blocks and never
+/// fails: a report the run cannot take (too many, or the call is over) is
+/// dropped, because a report is an observation about the call, not part of
+/// its result.
+#[derive(Clone, Default)]
+pub struct ToolReporter(Option<Arc<dyn Fn(ToolReport) + Send + Sync>>);
+
+impl ToolReporter {
+    pub fn new(sink: impl Fn(ToolReport) + Send + Sync + 'static) -> Self {
+        Self(Some(Arc::new(sink)))
+    }
+
+    pub fn report(&self, report: ToolReport) {
+        if let Some(sink) = &self.0 {
+            sink(report);
+        }
+    }
+
+    /// Whether reports go anywhere: a tool may skip asking its service for
+    /// progress when not.
+    pub fn is_listening(&self) -> bool {
+        self.0.is_some()
+    }
+}
+
+impl std::fmt::Debug for ToolReporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "ToolReporter(listening)" } else { "ToolReporter(none)" })
+    }
 }
 
 /// Something the model can call. A tool never panics the run and never

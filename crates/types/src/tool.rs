@@ -81,6 +81,62 @@ impl ToolSpec {
     }
 }
 
+/// Something a tool says about a call while it runs: how far along it is,
+/// or a log message from the service it calls (an MCP server's
+/// `notifications/progress` and `notifications/message`). Journaled as
+/// `tool_call_reported` for people and dashboards; the model never sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ToolReport {
+    Progress {
+        /// How far along, in the tool's own unit; grows with each report.
+        progress: f64,
+        /// What `progress` counts up to, when the tool knows.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        total: Option<f64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+    },
+    Log {
+        level: LogLevel,
+        /// Which part of the service logged it, when it says.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        logger: Option<String>,
+        /// The message: text, or any JSON the service sends.
+        data: Value,
+    },
+}
+
+/// The severity of a [`ToolReport::Log`]: the syslog levels (RFC 5424), as
+/// MCP names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Notice,
+    Warning,
+    Error,
+    Critical,
+    Alert,
+    Emergency,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Notice => "notice",
+            LogLevel::Warning => "warning",
+            LogLevel::Error => "error",
+            LogLevel::Critical => "critical",
+            LogLevel::Alert => "alert",
+            LogLevel::Emergency => "emergency",
+        }
+    }
+}
+
 /// The structured result of one tool call. Tools never return Rust errors to
 /// the loop: a failure is data the model reads and can recover from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

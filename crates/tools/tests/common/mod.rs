@@ -180,7 +180,7 @@ pub fn decl(method: &str, url: String) -> HttpToolDecl {
 
 pub fn context() -> ToolContext {
     let run_id = RunId::new();
-    ToolContext { run_id, step: 1, call_id: "call-1".into(), idempotency_key: IdempotencyKey::for_call(run_id, 1, 0) }
+    ToolContext::new(run_id, 1, "call-1", IdempotencyKey::for_call(run_id, 1, 0))
 }
 
 /// The client rein builds tools with: it follows no redirects.
