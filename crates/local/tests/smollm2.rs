@@ -9,6 +9,14 @@ use serde_json::{Value, json};
 use std::sync::Mutex;
 
 fn model() -> Option<LocalModel> {
+    model_with(LocalConfig::default())
+}
+
+/// Tests run in parallel, and one model file with one configuration is one
+/// engine (one KV cache, one job at a time) shared by all of them: a test
+/// that looks at the cache or the engine's counters takes a configuration of
+/// its own.
+fn model_with(config: LocalConfig) -> Option<LocalModel> {
     let path = model_dir().join(SMOLLM2.file);
     if !path.is_file() {
         assert!(
@@ -19,7 +27,7 @@ fn model() -> Option<LocalModel> {
         eprintln!("skipped: {} is missing; run scripts/fetch-model.sh", path.display());
         return None;
     }
-    Some(LocalModel::open("smollm2", LocalConfig::default()).expect("the model loads"))
+    Some(LocalModel::open("smollm2", config).expect("the model loads"))
 }
 
 fn request<'a>(messages: &'a [Message], tools: &'a [ToolSpec], seed: u64, temperature: f32) -> ModelRequest<'a> {
@@ -164,7 +172,9 @@ async fn an_answer_schema_constrains_the_answer() {
 
 #[tokio::test]
 async fn streaming_sends_the_answer_in_pieces_and_counts_usage() {
-    let Some(model) = model() else { return };
+    let Some(model) = model_with(LocalConfig { context_length: Some(2048), ..LocalConfig::default() }) else {
+        return;
+    };
     let messages = user("Count from one to ten in words.");
     let pieces = Mutex::new(Vec::new());
     let on_delta = |delta: StreamDelta| {
@@ -217,7 +227,9 @@ async fn a_prompt_longer_than_the_context_is_a_clear_error() {
 
 #[tokio::test]
 async fn a_caller_that_stops_waiting_frees_the_model() {
-    let Some(model) = model() else { return };
+    let Some(model) = model_with(LocalConfig { context_length: Some(3072), ..LocalConfig::default() }) else {
+        return;
+    };
     let messages = user("Write a long essay about rivers.");
     let mut long = request(&messages, &[], 1, 0.0);
     long.max_output_tokens = Some(4000);
