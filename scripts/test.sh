@@ -56,4 +56,4 @@ scripts/setup-build.sh
 scripts/fetch-model.sh
 export REIN_REQUIRE_LOCAL_MODEL=1
 
-exec cargo test --workspace --locked "$@"
+exec cargo test --workspace --locked --no-fail-fast "$@"
