@@ -35,11 +35,10 @@ pub fn chat_messages(messages: &[Message], tools: &[ToolSpec], turn: Turn) -> Ve
                 out.push(ChatMessage { role: "system", content });
             }
             Message::User { text } => out.push(ChatMessage { role: "user", content: text.clone() }),
-            Message::Assistant { text, tool_calls } if turn == Turn::Answer => {
+            Message::Assistant { text, .. } if turn == Turn::Answer => {
                 if let Some(text) = text.as_ref().filter(|t| !t.trim().is_empty()) {
                     out.push(ChatMessage { role: "assistant", content: text.clone() });
                 }
-                let _ = tool_calls;
             }
             Message::Assistant { text, tool_calls } => {
                 let mut content = text.clone().unwrap_or_default();
