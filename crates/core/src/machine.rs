@@ -10,6 +10,7 @@ use crate::catalog::{AgentPlan, HANDOFF_TOOL};
 use crate::claims::action_claims;
 use crate::explain;
 use crate::policy::{self, BudgetCheck};
+use rein_types::text::prefix_within as cut;
 use rein_types::{
     Event, EventKind, FinishReason, IdempotencyKey, JOURNAL_FORMAT_VERSION, LimitKind, Message, ModelError, ModelPrice,
     ModelRequest, ModelResponse, PartialResult, Phase, RejectReason, RiskTier, RunId, RunOutcome, RunStatus, TenantId,
@@ -1769,19 +1770,6 @@ fn bounded_report(report: ToolReport) -> ToolReport {
             ToolReport::Log { level, logger: logger.map(|l| cut(&l, 200).to_owned()), data }
         }
     }
-}
-
-/// The longest prefix of `text` of at most `max` bytes that ends on a
-/// character boundary.
-fn cut(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
 }
 
 fn strip_code_fence(text: &str) -> &str {

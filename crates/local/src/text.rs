@@ -2,6 +2,8 @@
 //! characters only (a token may end inside one), and nothing that might be
 //! the start of a stop sequence until it is known not to be.
 
+use rein_types::text::prefix_within;
+
 /// Collects token bytes and gives back the longest valid UTF-8 prefix; the
 /// bytes of a character split across tokens wait for the rest.
 #[derive(Debug, Default)]
@@ -65,7 +67,7 @@ impl StopWatch {
             .stops
             .iter()
             .filter_map(|stop| {
-                let from = floor_char_boundary(&self.text, search_from);
+                let from = prefix_within(&self.text, search_from).len();
                 self.text[from..].find(stop.as_str()).map(|at| from + at)
             })
             .min();
@@ -114,14 +116,6 @@ impl StopWatch {
         }
         held.min(self.text.len() - self.released)
     }
-}
-
-fn floor_char_boundary(text: &str, mut at: usize) -> usize {
-    at = at.min(text.len());
-    while !text.is_char_boundary(at) {
-        at -= 1;
-    }
-    at
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! What a tool call's result becomes for the model.
 
 use rein_types::ToolOutcome;
+use rein_types::text::prefix_within as cut_str;
 use rmcp::model::CallToolResult;
 use serde_json::{Value, json};
 
@@ -69,19 +70,6 @@ fn cut(data: Value, max_bytes: usize) -> ToolOutcome {
         return ToolOutcome::ok(data);
     }
     ToolOutcome::Ok { data: Value::String(cut_str(&text, max_bytes).to_string()), truncated: true }
-}
-
-/// The longest prefix of at most `max` bytes that ends on a character
-/// boundary.
-fn cut_str(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
 }
 
 #[cfg(test)]

@@ -526,11 +526,7 @@ pub(crate) fn redact(secrets: &[String], mut text: String) -> String {
 pub(crate) fn scrub(secrets: &[String], text: String) -> String {
     let mut text = redact(secrets, text);
     if text.len() > MAX_PROVIDER_MESSAGE {
-        let mut cut = MAX_PROVIDER_MESSAGE;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        text.truncate(cut);
+        text.truncate(rein_types::text::prefix_within(&text, MAX_PROVIDER_MESSAGE).len());
         text.push('…');
     }
     text

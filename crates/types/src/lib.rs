@@ -21,6 +21,7 @@ pub mod model;
 pub mod outcome;
 pub mod ports;
 pub mod queue;
+pub mod text;
 pub mod tool;
 pub mod usage;
 
